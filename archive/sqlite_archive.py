@@ -1,0 +1,152 @@
+"""The embedded readings archive: columnar blocks in SQLite, written off the hot path.
+
+Row-at-a-time inserts cannot keep up with hundreds of thousands of readings per second, so
+accepted batches are queued to a writer thread that groups them by channel and stores one
+row per channel and flush: the block's timestamps and values as packed int64/float64 arrays.
+A query reads the blocks overlapping the requested range and filters them with numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alerting.store import open_database
+from ingest.batch import Batch
+
+log = logging.getLogger("lifeline.archive")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (
+    channel INTEGER NOT NULL,
+    ts_first INTEGER NOT NULL,
+    ts_last INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    ts BLOB NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocks_channel_time ON blocks (channel, ts_last);
+"""
+
+_DAY_MS = 86_400_000
+
+
+class ReadingArchive:
+    """Stores accepted readings per channel; `append` never blocks the pipeline on disk."""
+
+    def __init__(self, path: Path, retention_days: float = 30.0, flush_interval_s: float = 0.25):
+        self.path = path
+        self.retention_ms = int(retention_days * _DAY_MS)
+        self.flush_interval_s = flush_interval_s
+        self._queue: queue.SimpleQueue[Batch | threading.Event | None] = queue.SimpleQueue()
+        self._reader = open_database(path)
+        self._reader.executescript(SCHEMA)
+        self._read_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._write_loop, name="archive-writer", daemon=True)
+        self.blocks_written = 0
+        self.readings_written = 0
+        self._thread.start()
+
+    def append(self, batch: Batch) -> None:
+        if len(batch):
+            self._queue.put(batch)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything appended so far is on disk."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        with self._read_lock:
+            self._reader.close()
+
+    def readings(self, channel: int, since: int | None = None, until: int | None = None,
+                 limit: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+        """(ts int64, value float64) of one channel, oldest first, bounds inclusive (epoch ms)."""
+        self.flush()
+        lo = -(2**62) if since is None else since
+        hi = 2**62 if until is None else until
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT ts, value FROM blocks WHERE channel = ? AND ts_last >= ? AND ts_first <= ? ORDER BY rowid",
+                (channel, lo, hi)).fetchall()
+        if not rows:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        ts = np.concatenate([np.frombuffer(r[0], np.int64) for r in rows])
+        value = np.concatenate([np.frombuffer(r[1], np.float64) for r in rows])
+        keep = (ts >= lo) & (ts <= hi)
+        ts, value = ts[keep], value[keep]
+        order = np.argsort(ts, kind="stable")
+        if len(order) > limit:
+            order = order[-limit:]  # the newest `limit` readings
+        return ts[order], value[order]
+
+    # -- writer thread ------------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        db = open_database(self.path)
+        pending: list[Batch] = []
+        waiters: list[threading.Event] = []
+        last_prune = 0.0
+        running = True
+        while running:
+            try:
+                item = self._queue.get(timeout=self.flush_interval_s)
+            except queue.Empty:
+                item = False  # a quiet moment: write what we have
+            deadline = time.monotonic() + self.flush_interval_s
+            while item is not False:
+                if item is None:
+                    running = False
+                    break
+                if isinstance(item, threading.Event):
+                    waiters.append(item)
+                    break
+                pending.append(item)
+                if time.monotonic() >= deadline:
+                    break
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            if pending:
+                try:
+                    self._write(db, Batch.concat(pending))
+                except Exception:  # a full disk must not kill ingestion; the batch is logged as lost
+                    log.exception("archive write failed for %d readings", sum(len(b) for b in pending))
+                pending = []
+            for waiter in waiters:
+                waiter.set()
+            waiters = []
+            if time.monotonic() - last_prune > 3600:
+                last_prune = time.monotonic()
+                self._prune(db)
+        db.close()
+
+    def _write(self, db, batch: Batch) -> None:
+        order = np.lexsort((batch.ts, batch.channel))
+        channel = batch.channel[order]
+        ts = batch.ts[order]
+        value = batch.value[order]
+        starts = np.flatnonzero(np.r_[True, channel[1:] != channel[:-1]])
+        ends = np.r_[starts[1:], len(channel)]
+        rows = [
+            (int(channel[s]), int(ts[s]), int(ts[e - 1]), int(e - s), ts[s:e].tobytes(), value[s:e].tobytes())
+            for s, e in zip(starts, ends, strict=True)
+        ]
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO blocks VALUES (?,?,?,?,?,?)", rows)
+        db.execute("COMMIT")
+        self.blocks_written += len(rows)
+        self.readings_written += len(batch)
+
+    def _prune(self, db) -> None:
+        cutoff = int(time.time() * 1000) - self.retention_ms
+        db.execute("DELETE FROM blocks WHERE ts_last < ?", (cutoff,))

@@ -1,0 +1,30 @@
+"""What the API layer needs from the rest of the service, passed in explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from alerting.lifecycle import AlertBook
+from alerting.store import AlertStore
+from archive.sqlite_archive import ReadingArchive
+from ingest.dead_letters import DeadLetters
+from ingest.last_values import LastValues
+from lifeline.catalogue import Catalogue
+from lifeline.metrics import Metrics
+from lifeline.tokens import TokenStore
+
+
+@dataclass
+class AppContext:
+    catalogue: Catalogue
+    book: AlertBook
+    store: AlertStore
+    archive: ReadingArchive
+    dead_letters: DeadLetters
+    last_values: LastValues
+    tokens: TokenStore
+    metrics: Metrics
+    healthy: Callable[[], bool]  # telemetry subscription acknowledged and connected
+    status: Callable[[], dict]  # extra fields for /healthz
+    auth: bool = True

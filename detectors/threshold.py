@@ -1,0 +1,398 @@
+"""Vectorised multi-level threshold detector with hysteresis and hold time (CONTRACT §2, §3).
+
+One *binding* is one threshold rule applied to one channel; all state lives in numpy arrays
+indexed by binding, and `ThresholdDetector.update` evaluates a whole `Batch` with array
+operations. `detectors.threshold_reference` implements exactly the same semantics one reading
+at a time and is the readable specification; the tests check that the two agree.
+
+Semantics, per binding (levels 1..4 = blue, yellow, orange, red; a rule defines some of them):
+
+* Direction "above": a reading *raises* level L when ``value >= limit[L]``; "below": when
+  ``value <= limit[L]``.
+* Each defined level has a clear value (hysteresis): for "above"
+  ``limit - (1 - clear) * |limit|``, for "below" ``limit + |limit| * (1/clear - 1)``. A value
+  *holds* level L when ``value >= clear_value[L]`` ("above") or ``value <= clear_value[L]``
+  ("below").
+* State: the confirmed level ``C`` (0 = none) and, for each L in 1..4, ``since[L]``: the
+  timestamp of the first reading of the current unbroken run of readings whose candidate level
+  is >= L (or none).
+* For each reading ``(v, t)``: ``candidate = max(raise(v), min(band(v), C))`` where raise/band
+  are the highest defined level that ``v`` raises/holds (0 if none), so a value in the
+  hysteresis band keeps the current level but cannot raise one. ``since`` is updated, then the
+  new level is the highest defined ``L <= candidate`` with ``L <= C`` or
+  ``t - since[L] >= hold_ms``. Lowering is immediate; only raising waits for the hold.
+* A change of level is a finding row; its ``started_at`` is ``since[lowest defined level]``
+  (for a clearing row, the value it had before the clearing reading).
+* ``hold_ms = round(rule.threshold.hold_s * 1000)``: timestamps are whole milliseconds.
+
+Ordering: detectors see each channel's readings in timestamp order; a reading older than the
+newest one already evaluated for the channel is archived but not evaluated. Precisely: within
+a batch the readings of a binding are evaluated in (ts, batch row) order, and a reading whose
+ts is older than the binding's ``last_ts`` (the newest ts evaluated in an earlier batch) is
+skipped; a reading with ts equal to ``last_ts`` is evaluated.
+
+Vectorisation: the rows of a batch are expanded to bindings (channel -> bindings through CSR
+offsets), sorted stably by (binding, ts) and processed in *rounds*: round k evaluates the k-th
+reading of every binding that has at least k + 1 readings, for all those bindings at once.
+The number of Python iterations is therefore the largest number of readings any one binding
+has in the batch, not the number of readings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.batch import Batch
+from lifeline.catalogue import Catalogue, Channel
+from lifeline.config import Rule
+from lifeline.levels import LEVEL_NUMBER, LEVELS
+
+#: `since` value meaning "no run in progress". The largest int64 is chosen so that the hold
+#: test ``since <= t - hold_ms`` is false for it without a separate mask.
+NO_SINCE = np.iinfo(np.int64).max
+#: `last_ts` of a binding that has evaluated nothing yet: no reading is late.
+NO_LAST_TS = np.iinfo(np.int64).min
+
+_N_LEVELS = len(LEVELS)
+#: (4,) int8 - level number of each column of the (bindings, 4) tables.
+_COLUMN_LEVEL = np.arange(1, _N_LEVELS + 1, dtype=np.int8)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One rule applied to one channel; `index` is its position in `ThresholdDetector.bindings`."""
+
+    index: int
+    rule: Rule
+    channel: Channel
+
+
+@dataclass(frozen=True)
+class ThresholdFindings:
+    """Level changes, one row per change, in (binding, ts) order (ties in evaluation order).
+
+    Attributes
+    ----------
+    binding : (m,) int32
+        Binding index.
+    ts : (m,) int64
+        Epoch ms of the reading that caused the change.
+    level_before, level_after : (m,) int8
+        Confirmed level before and after the reading, 0 (none) .. 4 (red).
+    value : (m,) float64
+        The reading's value, in the channel's unit.
+    limit : (m,) float64
+        Limit of `level_after`, or of `level_before` when `level_after` is 0.
+    started_at : (m,) int64
+        Epoch ms at which the current condition began (the first reading of the unbroken run at
+        or above the rule's lowest level); for a clearing row, that of the condition that ended.
+    """
+
+    binding: np.ndarray
+    ts: np.ndarray
+    level_before: np.ndarray
+    level_after: np.ndarray
+    value: np.ndarray
+    limit: np.ndarray
+    started_at: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.binding.shape[0])
+
+
+def empty_findings() -> ThresholdFindings:
+    """Findings with no rows, with the documented dtypes."""
+    return ThresholdFindings(
+        binding=np.empty(0, np.int32),
+        ts=np.empty(0, np.int64),
+        level_before=np.empty(0, np.int8),
+        level_after=np.empty(0, np.int8),
+        value=np.empty(0, np.float64),
+        limit=np.empty(0, np.float64),
+        started_at=np.empty(0, np.int64),
+    )
+
+
+def hold_ms(rule: Rule) -> int:
+    """The rule's hold time in whole milliseconds."""
+    return int(round(rule.threshold.hold_s * 1000))
+
+
+def bind_rules(catalogue: Catalogue, rules: Sequence[Rule]) -> tuple[Binding, ...]:
+    """Every (rule, channel) pair the rule matches, rule-major, channels in catalogue order.
+
+    Rules without a threshold are skipped.
+    """
+    bindings: list[Binding] = []
+    for rule in rules:
+        if getattr(rule, "threshold", None) is None:
+            continue
+        for channel in catalogue.channels:
+            sensor = channel.sensor
+            if rule.matches(sensor, catalogue.owner_of(sensor), channel.metric):
+                bindings.append(Binding(len(bindings), rule, channel))
+    return tuple(bindings)
+
+
+class ThresholdDetector:
+    """Threshold state of every binding, updated a batch at a time.
+
+    Parameters
+    ----------
+    bindings : sequence of Binding
+        ``bindings[i].index`` must be ``i``.
+    n_channels : int
+        Number of catalogue channels; batch rows with a channel outside ``0..n_channels-1`` or
+        without a binding are ignored.
+    """
+
+    def __init__(self, bindings: Sequence[Binding], n_channels: int):
+        self.bindings: tuple[Binding, ...] = tuple(bindings)
+        n = len(self.bindings)
+        self.n_channels = int(n_channels)
+        #: (bindings, 4) float64 - limit of each level, NaN where the rule does not define it.
+        self._limit = np.full((n, _N_LEVELS), np.nan)
+        #: (bindings, 4) float64 - clear value of each level, NaN where undefined.
+        self._clear_value = np.full((n, _N_LEVELS), np.nan)
+        #: (bindings,) float64 - +1 for "above", -1 for "below".
+        self._sign = np.ones(n)
+        #: (bindings,) int64 - hold time, ms.
+        self._hold_ms = np.zeros(n, np.int64)
+        channel_of = np.zeros(n, np.int32)
+        for i, binding in enumerate(self.bindings):
+            if binding.index != i:
+                raise ValueError(f"binding at position {i} has index {binding.index}")
+            if not 0 <= binding.channel.index < self.n_channels:
+                raise ValueError(f"binding {i}: channel {binding.channel.index} outside 0..{self.n_channels - 1}")
+            threshold = binding.rule.threshold
+            if threshold.direction not in ("above", "below"):
+                raise ValueError(f"binding {i}: unknown direction {threshold.direction!r}")
+            if not threshold.levels:
+                raise ValueError(f"binding {i}: rule {binding.rule.id!r} defines no level")
+            for colour, limit in threshold.levels.items():
+                self._limit[i, LEVEL_NUMBER[colour] - 1] = limit
+            self._sign[i] = 1.0 if threshold.direction == "above" else -1.0
+            self._hold_ms[i] = hold_ms(binding.rule)
+            channel_of[i] = binding.channel.index
+            # Per binding rather than broadcast over the table, so that the float operations
+            # are literally those of the scalar reference (bit-identical clear values).
+            clear = float(threshold.clear)
+            limits = self._limit[i]
+            if threshold.direction == "above":
+                self._clear_value[i] = limits - (1.0 - clear) * np.abs(limits)
+            else:
+                self._clear_value[i] = limits + np.abs(limits) * (1.0 / clear - 1.0)
+        #: (bindings, 4) bool - which levels the rule defines.
+        self._defined = ~np.isnan(self._limit)
+        #: (bindings,) intp - column of the lowest defined level (0 = blue).
+        self._lowest = np.argmax(self._defined, axis=1) if n else np.zeros(0, np.intp)
+        # Both directions become ">=" tests on sign-multiplied values; negation is exact in
+        # IEEE arithmetic, so `-v >= -limit` decides exactly as `v <= limit` does.
+        self._signed_limit = self._limit * self._sign[:, None]
+        self._signed_clear = self._clear_value * self._sign[:, None]
+
+        #: (bindings,) int8 - confirmed level.
+        self._level = np.zeros(n, np.int8)
+        #: (bindings, 4) int64 - start (epoch ms) of the current run at or above each level.
+        self._since = np.full((n, _N_LEVELS), NO_SINCE, np.int64)
+        #: (bindings,) int64 - newest ts evaluated in an earlier batch, epoch ms.
+        self._last_ts = np.full(n, NO_LAST_TS, np.int64)
+
+        # CSR map channel -> bindings; a stable sort keeps rule order within a channel.
+        per_channel = np.bincount(channel_of, minlength=self.n_channels).astype(np.int64)
+        #: (channels + 1,) int64 - bindings of channel c are _csr[_offsets[c]:_offsets[c+1]].
+        self._offsets = np.zeros(self.n_channels + 1, np.int64)
+        np.cumsum(per_channel, out=self._offsets[1:])
+        self._per_channel = per_channel
+        #: (bindings,) int32 - binding indexes grouped by channel.
+        self._csr = np.argsort(channel_of, kind="stable").astype(np.int32)
+        #: (channels,) int32 - the one binding of each channel (-1 none), when no channel has
+        #: several; lets the common case skip the CSR expansion.
+        self._direct: np.ndarray | None = None
+        if n == 0 or per_channel.max() <= 1:
+            self._direct = np.full(self.n_channels, -1, np.int32)
+            self._direct[channel_of] = np.arange(n, dtype=np.int32)
+
+    @classmethod
+    def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ThresholdDetector:
+        """A detector with a binding for every (rule, channel) the rule matches (see `bind_rules`)."""
+        return cls(bind_rules(catalogue, rules), len(catalogue))
+
+    def level(self) -> np.ndarray:
+        """(bindings,) int8 - current confirmed level of each binding (a copy)."""
+        return self._level.copy()
+
+    def restore(self, binding: int, level: int, started_at: int, last_ts: int) -> None:
+        """Put a binding back into a confirmed level after a restart.
+
+        Parameters
+        ----------
+        binding : int
+            Binding index.
+        level : int
+            0, or a level the binding's rule defines.
+        started_at : int
+            Epoch ms at which the condition began; the run at every level up to `level` is
+            taken to have started then (ignored when `level` is 0).
+        last_ts : int
+            Epoch ms of the newest reading already evaluated; older readings will be late.
+        """
+        if not 0 <= binding < len(self.bindings):
+            raise IndexError(f"binding {binding} outside 0..{len(self.bindings) - 1}")
+        if level != 0 and not (1 <= level <= _N_LEVELS and self._defined[binding, level - 1]):
+            raise ValueError(f"level {level} is not defined by rule {self.bindings[binding].rule.id!r}")
+        self._level[binding] = level
+        self._since[binding] = NO_SINCE
+        self._since[binding, :level] = started_at
+        self._last_ts[binding] = last_ts
+
+    # -- update -------------------------------------------------------------------------------
+
+    def update(self, batch: Batch) -> ThresholdFindings:
+        """Evaluate a batch; returns the level changes it caused (see the module docstring)."""
+        if len(batch) == 0 or not self.bindings:
+            return empty_findings()
+        binding, row = self._expand(np.asarray(batch.channel))
+        ts = np.asarray(batch.ts, np.int64)[row]
+        value = np.asarray(batch.value, np.float64)[row]
+        on_time = ts >= self._last_ts[binding]
+        if not on_time.all():
+            binding, ts, value = binding[on_time], ts[on_time], value[on_time]
+        if binding.size == 0:
+            return empty_findings()
+
+        counts = np.bincount(binding, minlength=len(self.bindings))
+        if counts.max() <= 1:
+            # At most one reading per binding: the whole batch is one round, in any order.
+            found = self._round(binding, ts, value)
+            self._last_ts[binding] = ts
+            if found is None:
+                return empty_findings()
+            return _take(found, np.argsort(found.binding, kind="stable"))
+
+        order = self._time_order(binding, ts)
+        binding, ts, value = binding[order], ts[order], value[order]
+        # Rank of each reading within its binding = its round.
+        first = np.flatnonzero(np.r_[True, binding[1:] != binding[:-1]])
+        lengths = np.diff(np.r_[first, binding.size])
+        rank = np.arange(binding.size) - np.repeat(first, lengths)
+        self._last_ts[binding[first + lengths - 1]] = ts[first + lengths - 1]
+        # Round-major order; within a round bindings stay ascending and unique.
+        by_round = np.argsort(rank, kind="stable")
+        binding, ts, value = binding[by_round], ts[by_round], value[by_round]
+        bounds = np.r_[0, np.cumsum(np.bincount(rank))]
+        parts = []
+        for k in range(bounds.size - 1):
+            part = slice(bounds[k], bounds[k + 1])
+            found = self._round(binding[part], ts[part], value[part])
+            if found is not None:
+                parts.append(found)
+        if not parts:
+            return empty_findings()
+        # Rounds were appended in time order, so a stable sort on binding yields (binding, ts).
+        merged = _concat(parts)
+        return _take(merged, np.argsort(merged.binding, kind="stable"))
+
+    def _expand(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Batch rows -> (binding, row) pairs, rows ascending, bindings of a row in index order.
+
+        Returns
+        -------
+        binding : (k,) int32
+        row : (k,) intp, index into the batch
+        """
+        n = channel.shape[0]
+        if channel.min() < 0 or channel.max() >= self.n_channels:
+            known = (channel >= 0) & (channel < self.n_channels)
+            channel = np.where(known, channel, 0)
+        else:
+            known = None
+        if self._direct is not None:
+            binding = self._direct[channel]
+            bound = binding >= 0 if known is None else (binding >= 0) & known
+            if bound.all():
+                return binding, np.arange(n)
+            row = np.flatnonzero(bound)
+            return binding[row], row
+        per_row = self._per_channel[channel]
+        if known is not None:
+            per_row = np.where(known, per_row, 0)
+        row = np.repeat(np.arange(n), per_row)
+        # Position of each expanded pair within its row's run of bindings.
+        run_start = np.cumsum(per_row) - per_row
+        within = np.arange(row.size) - np.repeat(run_start, per_row)
+        binding = self._csr[self._offsets[channel[row]] + within]
+        return binding, row
+
+    @staticmethod
+    def _time_order(binding: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """(k,) intp permutation sorting stably by (binding, ts), ties in input (row) order."""
+        order = np.argsort(binding, kind="stable")
+        b, t = binding[order], ts[order]
+        # Readings usually arrive in time order per channel; then the binding sort is enough.
+        if np.any((b[1:] == b[:-1]) & (t[1:] < t[:-1])):
+            order = np.lexsort((ts, binding))
+        return order
+
+    def _round(self, b: np.ndarray, t: np.ndarray, v: np.ndarray) -> ThresholdFindings | None:
+        """Evaluate one reading for each of a set of distinct bindings and update their state.
+
+        Parameters
+        ----------
+        b : (m,) int32, distinct binding indexes
+        t : (m,) int64, reading ts, epoch ms
+        v : (m,) float64, reading value
+
+        Returns
+        -------
+        The level changes, in the order of `b`, or None when there are none.
+        """
+        signed = (v * self._sign[b])[:, None]
+        raised = np.max(np.where(signed >= self._signed_limit[b], _COLUMN_LEVEL, 0), axis=1)
+        held = np.max(np.where(signed >= self._signed_clear[b], _COLUMN_LEVEL, 0), axis=1)
+        before = self._level[b]
+        candidate = np.maximum(raised, np.minimum(held, before))
+
+        at_least = candidate[:, None] >= _COLUMN_LEVEL
+        since_before = self._since[b]
+        since = np.where(at_least, np.where(since_before == NO_SINCE, t[:, None], since_before), NO_SINCE)
+        # A level already confirmed needs no hold; NO_SINCE never satisfies the hold test.
+        allowed = at_least & self._defined[b] & (
+            (before[:, None] >= _COLUMN_LEVEL) | (since <= (t - self._hold_ms[b])[:, None]))
+        after = np.max(np.where(allowed, _COLUMN_LEVEL, 0), axis=1).astype(np.int8)
+
+        self._level[b] = after
+        self._since[b] = since
+        changed = np.flatnonzero(after != before)
+        if changed.size == 0:
+            return None
+        cb = b[changed]
+        c_before, c_after = before[changed], after[changed]
+        shown = np.where(c_after > 0, c_after, c_before).astype(np.intp) - 1
+        lowest = self._lowest[cb]
+        started = np.where(c_after > 0, since[changed, lowest], since_before[changed, lowest])
+        return ThresholdFindings(
+            binding=cb.astype(np.int32, copy=False),
+            ts=t[changed],
+            level_before=c_before,
+            level_after=c_after,
+            value=v[changed],
+            limit=self._limit[cb, shown],
+            started_at=started,
+        )
+
+
+def _concat(parts: list[ThresholdFindings]) -> ThresholdFindings:
+    if len(parts) == 1:
+        return parts[0]
+    return ThresholdFindings(*(np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS))
+
+
+def _take(findings: ThresholdFindings, order: np.ndarray) -> ThresholdFindings:
+    return ThresholdFindings(*(getattr(findings, name)[order] for name in _FIELDS))
+
+
+_FIELDS = ("binding", "ts", "level_before", "level_after", "value", "limit", "started_at")

@@ -1,0 +1,44 @@
+"""The service's Prometheus metrics, in a registry of its own (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+MAX_GATEWAY_LABELS = 2000  # spoofed gateway ids must not grow the label set without bound
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.readings = Counter("lifeline_readings", "Accepted readings", registry=r)
+        self.messages = Counter("lifeline_messages", "Telemetry messages received", registry=r)
+        self.rejections = Counter("lifeline_rejections", "Rejected message parts by gateway and reason",
+                                  ["gateway", "reason"], registry=r)
+        self.alert_events = Counter("lifeline_alert_events", "Alert transitions by event and level",
+                                    ["event", "level"], registry=r)
+        self.batch_seconds = Histogram("lifeline_batch_seconds", "Time to decode, detect and alert one batch",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.ingest_latency = Histogram("lifeline_ingest_latency_seconds",
+                                        "From message arrival to the end of its batch's processing",
+                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.backlog = Gauge("lifeline_ingest_backlog_messages", "Messages received but not yet processed",
+                             registry=r)
+        self.ws_clients = Gauge("lifeline_ws_clients", "Connected websocket clients", registry=r)
+        self.ws_dropped = Counter("lifeline_ws_dropped_clients", "Websocket clients disconnected for lagging",
+                                  registry=r)
+        self.auth_refused = Counter("lifeline_http_refused", "Requests refused by access control",
+                                    ["status"], registry=r)
+        self.mqtt_connected = Gauge("lifeline_mqtt_subscribed", "1 while the telemetry subscription is active",
+                                    registry=r)
+        self._gateway_labels: set[str] = set()
+
+    def gateway_label(self, gateway: str) -> str:
+        if gateway in self._gateway_labels or len(self._gateway_labels) < MAX_GATEWAY_LABELS:
+            self._gateway_labels.add(gateway)
+            return gateway
+        return "_other"
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

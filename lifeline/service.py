@@ -1,0 +1,202 @@
+"""`lifeline up`: the stages wired together in one process.
+
+MQTT network thread -> pipeline thread (decode, archive, detect, alert) -> alert listeners
+(SQLite, websocket hub on the event loop, MQTT alert topic, metrics). The HTTP server runs
+on the asyncio event loop of the main thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from alerting.lifecycle import AlertBook, Event
+from alerting.store import AlertStore
+from archive.sqlite_archive import ReadingArchive
+from dashboard.app import create_app
+from dashboard.context import AppContext
+from dashboard.hub import AlertHub
+from detectors.threshold import ThresholdDetector
+from ingest.dead_letters import DeadLetters
+from ingest.decode import TelemetryDecoder
+from ingest.last_values import LastValues
+from ingest.mqtt_source import MqttSource
+from lifeline.broker import PrivateBroker
+from lifeline.catalogue import Catalogue
+from lifeline.config import Config
+from lifeline.metrics import Metrics
+from lifeline.mqtturl import parse_mqtt_url
+from lifeline.pipeline import Pipeline, restore_detector_state
+from lifeline.tokens import TokenStore
+
+log = logging.getLogger("lifeline")
+
+
+@dataclass
+class Settings:
+    """Where the service runs, after flags, environment and config were resolved."""
+
+    mqtt_url: str | None
+    http_host: str
+    http_port: int
+    data_dir: Path
+    simulate: bool = False
+    scenario: str = "default"
+    announce: list[str] = field(default_factory=list)
+
+
+def resolve_settings(config: Config, *, mqtt: str | None = None, http: str | None = None,
+                     data: str | None = None, simulate: bool = False, env: dict | None = None) -> Settings:
+    """Flags win over the environment, which wins over the config file, then built-in defaults."""
+    env = os.environ if env is None else env
+    mqtt_url = mqtt or env.get("LIFELINE_MQTT_URL") or config.mqtt.url
+    http_value = http or env.get("LIFELINE_HTTP")
+    host, port = config.http.host, config.http.port
+    if http_value:
+        host, _, port_text = http_value.rpartition(":")
+        if not host or not port_text.isdigit():
+            raise ValueError(f"--http expects HOST:PORT, got {http_value!r}")
+        port = int(port_text)
+    data_value = data or env.get("LIFELINE_DATA")
+    data_dir = Path(data_value) if data_value else (config.storage.path or Path("data"))
+    return Settings(mqtt_url=mqtt_url, http_host=host, http_port=port, data_dir=data_dir.resolve(),
+                    simulate=simulate)
+
+
+class Service:
+    def __init__(self, config: Config, settings: Settings):
+        self.config = config
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.broker: PrivateBroker | None = None
+
+    # -- assembly -----------------------------------------------------------------------------
+    def _build(self, loop: asyncio.AbstractEventLoop) -> None:
+        config, data = self.config, self.settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        if self.settings.mqtt_url is None:
+            self.broker = PrivateBroker(data / "mosquitto").start()
+            self.settings.mqtt_url = self.broker.url
+            log.info("started a private Mosquitto at %s", self.broker.url)
+        address = parse_mqtt_url(self.settings.mqtt_url)
+
+        self.catalogue = Catalogue(config)
+        self.metrics = Metrics()
+        self.store = AlertStore(data / "lifeline.db")
+        self.book = AlertBook(self.store)
+        self.detector = ThresholdDetector.from_rules(self.catalogue, config.rules)
+        self.archive = ReadingArchive(data / "readings.db", config.storage.retention_days)
+        self.dead_letters = DeadLetters(data / "lifeline.db")
+        self.tokens = TokenStore(data / "lifeline.db")
+        self.last_values = LastValues(len(self.catalogue))
+        self.source = MqttSource(address, config.mqtt.topic_prefix, config.mqtt.client_id)
+        self.hub = AlertHub(self.book, self.store, loop)
+
+        self.book.subscribe(self.hub.on_event)
+        self.book.subscribe(self._publish_alert_event)
+        self.book.subscribe(self._count_alert_event)
+        orphans = restore_detector_state(self.detector, self.book)
+        if orphans:
+            log.warning("cleared %d alerts whose rule or sensor left the configuration", len(orphans))
+
+        self.pipeline = Pipeline(
+            catalogue=self.catalogue, decoder=TelemetryDecoder(self.catalogue, config.storage.retention_days),
+            detector=self.detector, book=self.book, archive=self.archive, dead_letters=self.dead_letters,
+            metrics=self.metrics, last_values=self.last_values, publish=self.source.publish,
+            topic_prefix=config.mqtt.topic_prefix)
+        self.context = AppContext(
+            catalogue=self.catalogue, book=self.book, store=self.store, archive=self.archive,
+            dead_letters=self.dead_letters, last_values=self.last_values, tokens=self.tokens, metrics=self.metrics,
+            healthy=lambda: self.source.subscribed, status=self._status, auth=config.http.auth)
+
+    def _publish_alert_event(self, event: Event) -> None:
+        topic = f"{self.config.mqtt.topic_prefix}/alerts/{event.alert.domain}/{event.alert.level}"
+        self.source.publish(topic, event.body, 1)
+
+    def _count_alert_event(self, event: Event) -> None:
+        self.metrics.alert_events.labels(event.event, event.alert.level).inc()
+
+    def _status(self) -> dict:
+        self.metrics.mqtt_connected.set(1 if self.source.subscribed else 0)
+        return {"mqtt": self.source.address.url, "subscribed": self.source.subscribed,
+                "readings": self.pipeline.readings_total, "backlog": self.source.backlog(),
+                "sensors": len(self.catalogue.sensors), "channels": len(self.catalogue),
+                "open_alerts": len(self.book.open_alerts()), "seq": self.book.seq}
+
+    # -- running ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._build(loop)
+        if not self.config.http.auth:
+            log.warning("access control is OFF (http.auth: false): anyone reaching %s:%d can act as admin",
+                        self.settings.http_host, self.settings.http_port)
+        pipeline_thread = threading.Thread(target=self.pipeline.run, args=(self.source, self.stop_event),
+                                           name="pipeline", daemon=True)
+        pipeline_thread.start()
+        self.source.start()
+
+        listener = socket.socket(socket.AF_INET6 if ":" in self.settings.http_host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.settings.http_host, self.settings.http_port))
+        port = listener.getsockname()[1]
+        app = create_app(self.context, self.hub)
+        server = uvicorn.Server(uvicorn.Config(app, ws="websockets-sansio", log_level="warning", lifespan="off",
+                                               ws_ping_interval=20, ws_ping_timeout=20))
+        url = f"http://{self.settings.http_host}:{port}/"
+        simulator = None
+        try:
+            serving = asyncio.create_task(server.serve(sockets=[listener]))
+            await self._announce(url, port)
+            if self.settings.simulate:
+                simulator = self._start_simulator()
+            await serving
+        finally:
+            self.stop_event.set()
+            if simulator is not None:
+                simulator.join(timeout=10)
+            pipeline_thread.join(timeout=10)
+            self.source.stop()
+            self.archive.close()
+            self.store.close()
+            self.dead_letters.close()
+            self.tokens.close()
+            if self.broker is not None:
+                self.broker.stop()
+            log.info("stopped")
+
+    async def _announce(self, url: str, port: int) -> None:
+        subscribed = await asyncio.to_thread(self.source.wait_subscribed, 15)
+        if not subscribed:
+            log.warning("telemetry subscription not acknowledged yet by %s; /healthz reports 503 until it is",
+                        self.source.address.url)
+        print(f"lifeline: {len(self.catalogue.sensors)} sensors, {len(self.catalogue)} channels, "
+              f"{len(self.config.rules)} rules, {len(self.detector.bindings)} rule bindings", flush=True)
+        print(f"lifeline: MQTT {self.source.address.url}, telemetry on "
+              f"{self.config.mqtt.topic_prefix}/<gateway>/telemetry", flush=True)
+        if self.settings.simulate and self.config.http.auth:
+            token = self.tokens.create("operator", "demo")
+            print(f"lifeline: dashboard {url}?token={token}  (demo operator token)", flush=True)
+        else:
+            print(f"lifeline: dashboard {url}", flush=True)
+
+    def _start_simulator(self) -> threading.Thread:
+        from simulators.run import simulate
+
+        def run() -> None:
+            try:
+                simulate(self.config, self.settings.mqtt_url, scenario=self.settings.scenario, speed=1.0,
+                         stop=self.stop_event, log=lambda *a: log.info(" ".join(map(str, a))))
+            except Exception:
+                log.exception("simulator stopped")
+
+        thread = threading.Thread(target=run, name="simulator", daemon=True)
+        thread.start()
+        return thread
+
