@@ -24,7 +24,7 @@ LAGGING_CLOSE_CODE = 4008  # application close code: fell behind, reconnect with
 
 @dataclass(eq=False)
 class Subscriber:
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    queue: asyncio.Queue
     lagging: asyncio.Event = field(default_factory=asyncio.Event)
     owner: str | None = None  # integrators only see their owner's alerts
 
@@ -32,8 +32,10 @@ class Subscriber:
 class AlertHub:
     """Fans alert events out to websocket subscribers on the event loop."""
 
-    def __init__(self, book: AlertBook, store: AlertStore, loop: asyncio.AbstractEventLoop):
+    def __init__(self, book: AlertBook, store: AlertStore, loop: asyncio.AbstractEventLoop,
+                 queue_size: int = CLIENT_QUEUE):
         self.book = book
+        self.queue_size = queue_size
         self.store = store
         self.loop = loop
         self.subscribers: set[Subscriber] = set()
@@ -56,7 +58,7 @@ class AlertHub:
                 self.dropped += 1
 
     def subscribe(self, owner: str | None = None) -> Subscriber:
-        subscriber = Subscriber(owner=owner)
+        subscriber = Subscriber(asyncio.Queue(self.queue_size), owner=owner)
         self.subscribers.add(subscriber)
         return subscriber
 

@@ -32,10 +32,13 @@ ts is older than the binding's ``last_ts`` (the newest ts evaluated in an earlie
 skipped; a reading with ts equal to ``last_ts`` is evaluated.
 
 Vectorisation: the rows of a batch are expanded to bindings (channel -> bindings through CSR
-offsets), sorted stably by (binding, ts) and processed in *rounds*: round k evaluates the k-th
-reading of every binding that has at least k + 1 readings, for all those bindings at once.
-The number of Python iterations is therefore the largest number of readings any one binding
-has in the batch, not the number of readings.
+offsets, or a direct map when no channel has several bindings), sorted stably by
+(binding, ts) and processed in *rounds*: round k evaluates the k-th reading of every binding
+that has at least k + 1 readings, for all those bindings at once. The number of Python
+iterations is therefore the largest number of readings any one binding has in the batch, not
+the number of readings. When every binding has at most one reading the batch is a single
+round and needs no (binding, ts) sort at all. Work arrays inside a round are level-major,
+shape (4, m), because numpy is much faster on four long rows than on m rows of four.
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ NO_SINCE = np.iinfo(np.int64).max
 NO_LAST_TS = np.iinfo(np.int64).min
 
 _N_LEVELS = len(LEVELS)
-#: (4,) int8 - level number of each column of the (bindings, 4) tables.
-_COLUMN_LEVEL = np.arange(1, _N_LEVELS + 1, dtype=np.int8)
+#: (4, 1) int8 - level number of each row of the level-major (4, m) work arrays.
+_LEVEL = np.arange(1, _N_LEVELS + 1, dtype=np.int8)[:, None]
 
 
 @dataclass(frozen=True)
@@ -153,14 +156,10 @@ class ThresholdDetector:
         self.bindings: tuple[Binding, ...] = tuple(bindings)
         n = len(self.bindings)
         self.n_channels = int(n_channels)
-        #: (bindings, 4) float64 - limit of each level, NaN where the rule does not define it.
-        self._limit = np.full((n, _N_LEVELS), np.nan)
-        #: (bindings, 4) float64 - clear value of each level, NaN where undefined.
-        self._clear_value = np.full((n, _N_LEVELS), np.nan)
-        #: (bindings,) float64 - +1 for "above", -1 for "below".
-        self._sign = np.ones(n)
-        #: (bindings,) int64 - hold time, ms.
-        self._hold_ms = np.zeros(n, np.int64)
+        limits = np.full((n, _N_LEVELS), np.nan)
+        above = np.ones(n, bool)
+        clear = np.ones(n)
+        hold = np.zeros(n, np.int64)
         channel_of = np.zeros(n, np.int32)
         for i, binding in enumerate(self.bindings):
             if binding.index != i:
@@ -173,48 +172,60 @@ class ThresholdDetector:
             if not threshold.levels:
                 raise ValueError(f"binding {i}: rule {binding.rule.id!r} defines no level")
             for colour, limit in threshold.levels.items():
-                self._limit[i, LEVEL_NUMBER[colour] - 1] = limit
-            self._sign[i] = 1.0 if threshold.direction == "above" else -1.0
-            self._hold_ms[i] = hold_ms(binding.rule)
+                limits[i, LEVEL_NUMBER[colour] - 1] = limit
+            above[i] = threshold.direction == "above"
+            clear[i] = threshold.clear
+            hold[i] = hold_ms(binding.rule)
             channel_of[i] = binding.channel.index
-            # Per binding rather than broadcast over the table, so that the float operations
-            # are literally those of the scalar reference (bit-identical clear values).
-            clear = float(threshold.clear)
-            limits = self._limit[i]
-            if threshold.direction == "above":
-                self._clear_value[i] = limits - (1.0 - clear) * np.abs(limits)
-            else:
-                self._clear_value[i] = limits + np.abs(limits) * (1.0 / clear - 1.0)
+        # Same operations in the same order as the scalar reference, so clear values are
+        # bit-identical to it (NaN stays NaN for undefined levels).
+        margin = np.abs(limits)
+        clear_value = np.where(above[:, None], limits - (1.0 - clear)[:, None] * margin,
+                               limits + margin * (1.0 / clear - 1.0)[:, None])
+        sign = np.where(above, 1.0, -1.0)
+
+        #: (bindings, 4) float64 - limit of each level, NaN where the rule does not define it.
+        self._limit = limits
+        #: (bindings, 4) float64 - clear value of each level, NaN where undefined.
+        self._clear_value = clear_value
+        #: (bindings,) float64 - +1 for "above", -1 for "below".
+        self._sign = sign
+        #: (bindings,) int64 - hold time, ms.
+        self._hold_ms = hold
         #: (bindings, 4) bool - which levels the rule defines.
-        self._defined = ~np.isnan(self._limit)
+        self._defined = ~np.isnan(limits)
         #: (bindings,) intp - column of the lowest defined level (0 = blue).
         self._lowest = np.argmax(self._defined, axis=1) if n else np.zeros(0, np.intp)
-        # Both directions become ">=" tests on sign-multiplied values; negation is exact in
-        # IEEE arithmetic, so `-v >= -limit` decides exactly as `v <= limit` does.
-        self._signed_limit = self._limit * self._sign[:, None]
-        self._signed_clear = self._clear_value * self._sign[:, None]
+        #: (8, bindings) float64 - sign * limit in rows 0..3, sign * clear value in rows 4..7.
+        #: Both directions become ">=" tests on sign * value; negation is exact in IEEE
+        #: arithmetic, so ``-v >= -limit`` decides exactly as ``v <= limit``. NaN compares
+        #: false (undefined level). Level-major, like all per-round work arrays: numpy runs
+        #: (4, m) operations as four long loops but (m, 4) ones as m loops of length 4.
+        self._signed = np.ascontiguousarray((np.concatenate([limits, clear_value], axis=1) * sign[:, None]).T)
 
         #: (bindings,) int8 - confirmed level.
         self._level = np.zeros(n, np.int8)
-        #: (bindings, 4) int64 - start (epoch ms) of the current run at or above each level.
-        self._since = np.full((n, _N_LEVELS), NO_SINCE, np.int64)
+        #: (bindings, 4) int64 - start (epoch ms) of the current run at or above each level,
+        #: NO_SINCE when none. Stored level-major (Fortran order): ``_since.T`` is C-contiguous.
+        self._since = np.full((_N_LEVELS, n), NO_SINCE, np.int64).T
         #: (bindings,) int64 - newest ts evaluated in an earlier batch, epoch ms.
         self._last_ts = np.full(n, NO_LAST_TS, np.int64)
 
-        # CSR map channel -> bindings; a stable sort keeps rule order within a channel.
+        # CSR map channel -> bindings; the stable sort keeps rule order within a channel.
         per_channel = np.bincount(channel_of, minlength=self.n_channels).astype(np.int64)
+        #: (channels,) int64 - number of bindings of each channel.
+        self._per_channel = per_channel
         #: (channels + 1,) int64 - bindings of channel c are _csr[_offsets[c]:_offsets[c+1]].
         self._offsets = np.zeros(self.n_channels + 1, np.int64)
         np.cumsum(per_channel, out=self._offsets[1:])
-        self._per_channel = per_channel
-        #: (bindings,) int32 - binding indexes grouped by channel.
-        self._csr = np.argsort(channel_of, kind="stable").astype(np.int32)
-        #: (channels,) int32 - the one binding of each channel (-1 none), when no channel has
+        #: (bindings,) intp - binding indexes grouped by channel.
+        self._csr = np.argsort(channel_of, kind="stable")
+        #: (channels,) intp - the one binding of each channel (-1 none), when no channel has
         #: several; lets the common case skip the CSR expansion.
         self._direct: np.ndarray | None = None
         if n == 0 or per_channel.max() <= 1:
-            self._direct = np.full(self.n_channels, -1, np.int32)
-            self._direct[channel_of] = np.arange(n, dtype=np.int32)
+            self._direct = np.full(self.n_channels, -1, np.intp)
+            self._direct[channel_of] = np.arange(n)
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ThresholdDetector:
@@ -235,15 +246,18 @@ class ThresholdDetector:
         level : int
             0, or a level the binding's rule defines.
         started_at : int
-            Epoch ms at which the condition began; the run at every level up to `level` is
-            taken to have started then (ignored when `level` is 0).
+            Epoch ms at which the condition began (``raised_at`` of the alert); the run at
+            every level up to `level` is taken to have started then. Ignored when `level` is 0.
         last_ts : int
-            Epoch ms of the newest reading already evaluated; older readings will be late.
+            Epoch ms of the newest reading already evaluated (``updated_at`` of the alert);
+            older readings will be late. Must be >= `started_at` when `level` > 0.
         """
         if not 0 <= binding < len(self.bindings):
             raise IndexError(f"binding {binding} outside 0..{len(self.bindings) - 1}")
         if level != 0 and not (1 <= level <= _N_LEVELS and self._defined[binding, level - 1]):
             raise ValueError(f"level {level} is not defined by rule {self.bindings[binding].rule.id!r}")
+        if level != 0 and started_at > last_ts:
+            raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
         self._level[binding] = level
         self._since[binding] = NO_SINCE
         self._since[binding, :level] = started_at
@@ -256,8 +270,9 @@ class ThresholdDetector:
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
         binding, row = self._expand(np.asarray(batch.channel))
-        ts = np.asarray(batch.ts, np.int64)[row]
-        value = np.asarray(batch.value, np.float64)[row]
+        ts, value = np.asarray(batch.ts, np.int64), np.asarray(batch.value, np.float64)
+        if row is not None:
+            ts, value = ts[row], value[row]
         on_time = ts >= self._last_ts[binding]
         if not on_time.all():
             binding, ts, value = binding[on_time], ts[on_time], value[on_time]
@@ -266,22 +281,34 @@ class ThresholdDetector:
 
         counts = np.bincount(binding, minlength=len(self.bindings))
         if counts.max() <= 1:
-            # At most one reading per binding: the whole batch is one round, in any order.
-            found = self._round(binding, ts, value)
+            # At most one reading per binding: the whole batch is a single round. Ordering it
+            # by binding is a counting sort (bindings are distinct); it makes the findings come
+            # out in binding order and the state gathers and scatters sequential.
+            slot = np.empty(len(self.bindings), np.intp)
+            slot[binding] = np.arange(binding.size)
+            order = slot[counts.astype(bool)]
+            binding, ts, value = binding[order], ts[order], value[order]
             self._last_ts[binding] = ts
-            if found is None:
-                return empty_findings()
-            return _take(found, np.argsort(found.binding, kind="stable"))
+            found = self._round(binding, ts, value)
+            return empty_findings() if found is None else found
 
-        order = self._time_order(binding, ts)
-        binding, ts, value = binding[order], ts[order], value[order]
-        # Rank of each reading within its binding = its round.
-        first = np.flatnonzero(np.r_[True, binding[1:] != binding[:-1]])
+        order = _stable_argsort(binding, len(self.bindings))
+        sorted_binding, sorted_ts = binding[order], ts[order]
+        same = sorted_binding[1:] == sorted_binding[:-1]
+        if np.any(same & (sorted_ts[1:] < sorted_ts[:-1])):
+            # Rare: some channel's readings are out of time order within the batch. The sorted
+            # bindings (and `same`) do not depend on the order of ties, only ts does.
+            order = np.lexsort((ts, binding))
+            sorted_ts = ts[order]
+        binding, ts, value = sorted_binding, sorted_ts, value[order]
+        # Rank of each reading within its binding = the round that evaluates it.
+        first = np.flatnonzero(np.r_[True, ~same])
         lengths = np.diff(np.r_[first, binding.size])
         rank = np.arange(binding.size) - np.repeat(first, lengths)
-        self._last_ts[binding[first + lengths - 1]] = ts[first + lengths - 1]
-        # Round-major order; within a round bindings stay ascending and unique.
-        by_round = np.argsort(rank, kind="stable")
+        last = first + lengths - 1
+        self._last_ts[binding[last]] = ts[last]
+        # Round-major order; within a round bindings stay ascending and distinct.
+        by_round = _stable_argsort(rank, int(lengths.max()))
         binding, ts, value = binding[by_round], ts[by_round], value[by_round]
         bounds = np.r_[0, np.cumsum(np.bincount(rank))]
         parts = []
@@ -296,25 +323,24 @@ class ThresholdDetector:
         merged = _concat(parts)
         return _take(merged, np.argsort(merged.binding, kind="stable"))
 
-    def _expand(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _expand(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Batch rows -> (binding, row) pairs, rows ascending, bindings of a row in index order.
 
         Returns
         -------
-        binding : (k,) int32
-        row : (k,) intp, index into the batch
+        binding : (k,) intp
+        row : (k,) intp, index into the batch; None when it would be ``arange(len(batch))``
         """
         n = channel.shape[0]
+        known: np.ndarray | None = None
         if channel.min() < 0 or channel.max() >= self.n_channels:
             known = (channel >= 0) & (channel < self.n_channels)
             channel = np.where(known, channel, 0)
-        else:
-            known = None
         if self._direct is not None:
             binding = self._direct[channel]
             bound = binding >= 0 if known is None else (binding >= 0) & known
             if bound.all():
-                return binding, np.arange(n)
+                return binding, None
             row = np.flatnonzero(bound)
             return binding[row], row
         per_row = self._per_channel[channel]
@@ -327,45 +353,42 @@ class ThresholdDetector:
         binding = self._csr[self._offsets[channel[row]] + within]
         return binding, row
 
-    @staticmethod
-    def _time_order(binding: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """(k,) intp permutation sorting stably by (binding, ts), ties in input (row) order."""
-        order = np.argsort(binding, kind="stable")
-        b, t = binding[order], ts[order]
-        # Readings usually arrive in time order per channel; then the binding sort is enough.
-        if np.any((b[1:] == b[:-1]) & (t[1:] < t[:-1])):
-            order = np.lexsort((ts, binding))
-        return order
-
     def _round(self, b: np.ndarray, t: np.ndarray, v: np.ndarray) -> ThresholdFindings | None:
         """Evaluate one reading for each of a set of distinct bindings and update their state.
 
         Parameters
         ----------
-        b : (m,) int32, distinct binding indexes
-        t : (m,) int64, reading ts, epoch ms
+        b : (m,) intp, distinct binding indexes (ascending is fastest)
+        t : (m,) int64, reading ts, epoch ms; not older than any `since` of the binding
         v : (m,) float64, reading value
 
         Returns
         -------
         The level changes, in the order of `b`, or None when there are none.
         """
-        signed = (v * self._sign[b])[:, None]
-        raised = np.max(np.where(signed >= self._signed_limit[b], _COLUMN_LEVEL, 0), axis=1)
-        held = np.max(np.where(signed >= self._signed_clear[b], _COLUMN_LEVEL, 0), axis=1)
-        before = self._level[b]
+        signed_table = np.take(self._signed, b, axis=1)
+        signed = v * np.take(self._sign, b)
+        raised = _highest(signed >= signed_table[:_N_LEVELS])
+        held = _highest(signed >= signed_table[_N_LEVELS:])
+        before = np.take(self._level, b)
         candidate = np.maximum(raised, np.minimum(held, before))
 
-        at_least = candidate[:, None] >= _COLUMN_LEVEL
-        since_before = self._since[b]
-        since = np.where(at_least, np.where(since_before == NO_SINCE, t[:, None], since_before), NO_SINCE)
-        # A level already confirmed needs no hold; NO_SINCE never satisfies the hold test.
-        allowed = at_least & self._defined[b] & (
-            (before[:, None] >= _COLUMN_LEVEL) | (since <= (t - self._hold_ms[b])[:, None]))
-        after = np.max(np.where(allowed, _COLUMN_LEVEL, 0), axis=1).astype(np.int8)
+        since_by_level = self._since.T
+        since_before = np.take(since_by_level, b, axis=1)
+        # A set `since` is never later than t (readings run in time order, late ones are
+        # dropped, restore checks started_at <= last_ts), so min() keeps it and starts an
+        # unset one (NO_SINCE is the largest int64) at t.
+        since = np.where(candidate >= _LEVEL, np.minimum(since_before, t), NO_SINCE)
+        # Levels up to min(before, candidate) need no hold. Above that a level is confirmed once
+        # its run is hold_ms old; `since` is NO_SINCE above the candidate, so that never
+        # exceeds it. The highest level passing the hold test is a defined one: an undefined
+        # level's run always began with that of the next defined level above it.
+        held_long = since <= t - np.take(self._hold_ms, b)
+        after = np.maximum(np.minimum(before, candidate), _highest(held_long))
 
         self._level[b] = after
-        self._since[b] = since
+        for level_since, new_since in zip(since_by_level, since, strict=True):
+            level_since[b] = new_since  # row by row: 2x faster than since_by_level[:, b] = since
         changed = np.flatnonzero(after != before)
         if changed.size == 0:
             return None
@@ -373,9 +396,9 @@ class ThresholdDetector:
         c_before, c_after = before[changed], after[changed]
         shown = np.where(c_after > 0, c_after, c_before).astype(np.intp) - 1
         lowest = self._lowest[cb]
-        started = np.where(c_after > 0, since[changed, lowest], since_before[changed, lowest])
+        started = np.where(c_after > 0, since[lowest, changed], since_before[lowest, changed])
         return ThresholdFindings(
-            binding=cb.astype(np.int32, copy=False),
+            binding=cb.astype(np.int32),
             ts=t[changed],
             level_before=c_before,
             level_after=c_after,
@@ -383,6 +406,26 @@ class ThresholdDetector:
             limit=self._limit[cb, shown],
             started_at=started,
         )
+
+
+def _highest(mask: np.ndarray) -> np.ndarray:
+    """(m,) int8 - highest level (1..4) whose row of a (4, m) bool mask is True, 0 if none."""
+    return np.max(mask.view(np.int8) * _LEVEL, axis=0)
+
+
+def _stable_argsort(keys: np.ndarray, upper: int) -> np.ndarray:
+    """(k,) intp - stable argsort of non-negative integer `keys` < `upper`.
+
+    numpy sorts 16-bit keys stably with a radix sort, several times faster than its timsort
+    of wider integers; wider keys are sorted 16 bits at a time, least significant first.
+    """
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while upper > 1 << shift:
+        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
 
 
 def _concat(parts: list[ThresholdFindings]) -> ThresholdFindings:

@@ -80,18 +80,23 @@ class ReferenceThresholdDetector:
         return cls(bind_rules(catalogue, rules), len(catalogue))
 
     def level(self) -> np.ndarray:
+        """(bindings,) int8 - confirmed level of each binding."""
         return np.array([s.level for s in self.states], dtype=np.int8)
 
     def restore(self, binding: int, level: int, started_at: int, last_ts: int) -> None:
+        """Confirm `level` as if its condition (at every level up to it) began at `started_at`."""
         defined = {spec.level for spec in self.specs[binding]}
         if level != 0 and level not in defined:
             raise ValueError(f"level {level} is not defined by the rule")
+        if level != 0 and started_at > last_ts:
+            raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
         state = self.states[binding]
         state.level = level
         state.since = [None] + [started_at if n <= level else None for n in range(1, 5)]
         state.last_ts = last_ts
 
     def update(self, batch: Batch) -> ThresholdFindings:
+        """Evaluate every binding's readings in (ts, row) order; findings in (binding, ts) order."""
         readings: dict[int, list[tuple[int, int, float]]] = {}  # binding -> [(ts, row, value)]
         for row in range(len(batch)):
             channel = int(batch.channel[row])

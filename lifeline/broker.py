@@ -94,6 +94,11 @@ class PrivateBroker:
             self.process.kill()
             self.process.wait()
 
+    def log(self) -> str:
+        """Mosquitto's own log, for failure messages."""
+        path = self.folder / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -8,8 +8,10 @@ on the asyncio event loop of the main thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -68,6 +70,21 @@ def resolve_settings(config: Config, *, mqtt: str | None = None, http: str | Non
     data_dir = Path(data_value) if data_value else (config.storage.path or Path("data"))
     return Settings(mqtt_url=mqtt_url, http_host=host, http_port=port, data_dir=data_dir.resolve(),
                     simulate=simulate)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: after a graceful stop uvicorn
+    re-raises the signal, which would kill the process before the archive, the stores and
+    the private broker are shut down. The service handles SIGINT/SIGTERM itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+    def request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second signal: stop waiting for open connections
+        self.should_exit = True
 
 
 class Service:
@@ -147,8 +164,10 @@ class Service:
         listener.bind((self.settings.http_host, self.settings.http_port))
         port = listener.getsockname()[1]
         app = create_app(self.context, self.hub)
-        server = uvicorn.Server(uvicorn.Config(app, ws="websockets-sansio", log_level="warning", lifespan="off",
-                                               ws_ping_interval=20, ws_ping_timeout=20))
+        server = _Server(uvicorn.Config(app, ws="websockets-sansio", log_level="warning", lifespan="off",
+                                        ws_ping_interval=20, ws_ping_timeout=20))
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.request_exit)
         url = f"http://{self.settings.http_host}:{port}/"
         simulator = None
         try:

@@ -3,8 +3,8 @@
 Every generator is a pure function of (sensor key, time): a reading's value depends only on the
 seed, the sensor id and its timestamp, never on what was generated before. So the same feed can be
 regenerated exactly (tests, replays after a restart), channels of one device stay consistent with
-each other (an elevator's speed and floor come from the same trip schedule, computed twice), and
-any set of readings is computed in one vectorised call, whatever the tick layout.
+each other (an elevator's speed, floor and door all derive from one trip schedule), and any set
+of readings is computed in one vectorised call, whatever the tick layout.
 
 Randomness comes from a counter-based hash (splitmix64 finaliser) of (seed, sensor, stream,
 counter) instead of a stateful generator; "smooth" noise interpolates hashed Gaussian knots.
@@ -157,6 +157,7 @@ class _Models:
 
     def __init__(self, seed: int):
         self.city = np.array([_mix64(np.array([seed], dtype=np.uint64) ^ _CITY)[0]], dtype=np.uint64)
+        self._last_trip: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def _city(self, t: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.city, t.shape)
@@ -245,21 +246,30 @@ class _Models:
         live = 6.0 * self._traffic(keys, t, 115)
         return offset + thermal + live + 0.05 * white_noise(keys, 118, t)
 
-    # Elevators: see _elevator_trip.
+    # Elevators: see _elevator_trip. Speed, floor and door of the same readings arrive in
+    # consecutive calls with equal (keys, t): the last trip computation is kept for them.
+    def _trip(self, keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        last = self._last_trip
+        if last is not None and np.array_equal(last[0], keys) and np.array_equal(last[1], t):
+            return last[2]
+        trip = _elevator_trip(keys, t)
+        self._last_trip = (keys, t, trip)
+        return trip
+
     def elevator_speed(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Car speed, m/s (magnitude): trapezoidal trips at the rated 1.75 m/s, 0 at rest."""
-        speed, _, _ = _elevator_trip(keys, t)
+        speed, _, _ = self._trip(keys, t)
         moving = speed > 0
         return np.where(moving, np.clip(speed + 0.005 * white_noise(keys, 120, t), 0.0, None), 0.0)
 
     def elevator_floor(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Floor shown by the car position indicator (1 = ground floor)."""
-        _, position, _ = _elevator_trip(keys, t)
+        _, position, _ = self._trip(keys, t)
         return np.round(position)
 
     def elevator_door(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Door state: 1 open, 0 closed."""
-        _, _, door = _elevator_trip(keys, t)
+        _, _, door = self._trip(keys, t)
         return door.astype(np.float64)
 
     def tank_temperature(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -306,7 +316,8 @@ ELEVATOR_ACCELERATION = 0.8  # m/s2, comfortable passenger acceleration
 FLOOR_HEIGHT_M = 3.2
 TRIP_CYCLE_S = 60.0  # one possible trip per minute: the longest trip plus door time fits in it
 DOOR_OPEN_S = 8.0
-_LOOKBACK = 32  # cycles searched back for the car's last trip (32 idle minutes -> any floor)
+_HOMING_CYCLES = 16  # an idle car parks at the ground floor after at most 16 minutes
+_LOOKBACK = _HOMING_CYCLES  # so the last trip is always within this many cycles
 
 
 def elevator_floors(keys: np.ndarray) -> np.ndarray:
@@ -314,17 +325,28 @@ def elevator_floors(keys: np.ndarray) -> np.ndarray:
     return 12 + np.floor(sensor_uniform(keys, 30) * 13)
 
 
-def _trip_active(keys: np.ndarray, cycles: np.ndarray) -> np.ndarray:
-    """Whether the car makes a trip in a cycle: often at rush hours, rarely at night."""
-    h = local_hour(cycles * TRIP_CYCLE_S)
-    busy = 0.1 + 0.75 * np.clip(0.9 * _gauss(h, 8.5, 1.0) + 0.7 * _gauss(h, 12.5, 1.0)
-                                + 0.9 * _gauss(h, 18.0, 1.2) + 0.5 * _gauss(h, 15.0, 3.0), 0.0, 1.0)
-    return hash_uniform(keys, 31, cycles) < busy
+def _busy_by_minute() -> np.ndarray:
+    """(1440,) float64 - probability that passengers call a lift in each minute of the local day:
+    0.1 at night, up to 0.85 at the morning, lunch and evening rush hours."""
+    h = np.arange(1440) / 60.0
+    rush = 0.9 * _gauss(h, 8.5, 1.0) + 0.7 * _gauss(h, 12.5, 1.0) + 0.9 * _gauss(h, 18.0, 1.2) + 0.5 * _gauss(h, 15.0, 3.0)
+    return 0.1 + 0.75 * np.clip(rush, 0.0, 1.0)
 
 
-def _trip_target(keys: np.ndarray, cycles: np.ndarray, floors: np.ndarray) -> np.ndarray:
-    """Destination floor of the trip of a cycle: the ground floor 40 % of the time."""
-    lobby = hash_uniform(keys, 32, cycles) < 0.4
+_BUSY_BY_MINUTE = _busy_by_minute()
+
+
+def _passenger_call(keys: np.ndarray, cycles: np.ndarray) -> np.ndarray:
+    """Whether passengers use the car in a cycle (cycles are minutes: a table look-up by the
+    local minute of the day)."""
+    minute = ((cycles * TRIP_CYCLE_S + LOCAL_UTC_OFFSET_S) // 60.0 % 1440).astype(np.int64)
+    return hash_uniform(keys, 31, cycles) < _BUSY_BY_MINUTE[minute]
+
+
+def _trip_target(keys: np.ndarray, cycles: np.ndarray, floors: np.ndarray, called: np.ndarray) -> np.ndarray:
+    """Destination floor of a cycle's trip: for a passenger trip the ground floor 40 % of the
+    time, else an upper floor; a homing trip (no call) goes to the ground floor."""
+    lobby = ~called | (hash_uniform(keys, 32, cycles) < 0.4)
     upper = 2 + np.floor(hash_uniform(keys, 33, cycles) * (floors - 1))
     return np.where(lobby, 1.0, np.minimum(upper, floors))
 
@@ -332,25 +354,27 @@ def _trip_target(keys: np.ndarray, cycles: np.ndarray, floors: np.ndarray) -> np
 def _elevator_trip(keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Speed (m/s), position (floors, fractional) and door-open flag of lifts at times t.
 
-    Time is cut into cycles of TRIP_CYCLE_S (with a per-lift phase). In an active cycle the car
-    travels from the destination of the last active cycle to this cycle's destination with a
-    trapezoidal speed profile (ELEVATOR_ACCELERATION, ELEVATOR_RATED_SPEED), then holds its door
-    open for DOOR_OPEN_S; in an idle cycle it waits, door closed. Pure function of (key, t).
+    Time is cut into cycles of TRIP_CYCLE_S (with a per-lift phase). A cycle is active when a
+    passenger calls the car or on every _HOMING_CYCLES-th cycle (an idle car parks at the ground
+    floor). In an active cycle the car travels from the destination of the last active cycle to
+    this cycle's destination with a trapezoidal speed profile (ELEVATOR_ACCELERATION,
+    ELEVATOR_RATED_SPEED), then, for passengers, holds its door open for DOOR_OPEN_S; otherwise
+    it waits, door closed. Pure function of (key, t): homing bounds the search for the last trip.
     """
+    n = len(t)
     floors = elevator_floors(keys)
     shifted = t + TRIP_CYCLE_S * sensor_uniform(keys, 34)
     cycle = np.floor(shifted / TRIP_CYCLE_S)
     tau = shifted - cycle * TRIP_CYCLE_S
     back = cycle[:, None] - np.arange(_LOOKBACK + 1)[None, :]  # (n, L+1): this cycle, then earlier
-    k2 = np.broadcast_to(keys[:, None], back.shape)
-    active = _trip_active(k2, back)
-    current_active = active[:, 0]
-    earlier = active[:, 1:]
-    found = earlier.any(axis=1)
-    last = np.where(found, back[np.arange(len(t)), 1 + np.argmax(earlier, axis=1)], back[:, -1])
-    origin = _trip_target(keys, last, floors)
-    target = _trip_target(keys, cycle, floors)
-    target = np.where(current_active, target, origin)
+    keys2 = np.broadcast_to(keys[:, None], back.shape)
+    called = _passenger_call(keys2, back)
+    active = called | (back % _HOMING_CYCLES == 0)
+    j = 1 + np.argmax(active[:, 1:], axis=1)  # the last earlier active cycle (homing: always one)
+    rows = np.arange(n)
+    origin = _trip_target(keys, back[rows, j], floors, called[rows, j])
+    now_active, now_called = active[:, 0], called[:, 0]
+    target = np.where(now_active, _trip_target(keys, cycle, floors, now_called), origin)
 
     distance = np.abs(target - origin) * FLOOR_HEIGHT_M
     a, v = ELEVATOR_ACCELERATION, ELEVATOR_RATED_SPEED
@@ -358,15 +382,14 @@ def _elevator_trip(keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndar
     t_acc = peak / a
     t_cruise = np.where(peak > 0, (distance - peak * t_acc) / np.where(peak > 0, peak, 1.0), 0.0)
     duration = 2 * t_acc + t_cruise
-    moving = current_active & (tau < duration) & (distance > 0)
+    moving = now_active & (tau < duration) & (distance > 0)
     speed = np.where(tau < t_acc, a * tau, np.where(tau < t_acc + t_cruise, peak, a * (duration - tau)))
     travelled = np.where(
         tau < t_acc, 0.5 * a * tau ** 2,
         np.where(tau < t_acc + t_cruise, 0.5 * a * t_acc ** 2 + peak * (tau - t_acc),
                  distance - 0.5 * a * np.clip(duration - tau, 0.0, None) ** 2))
-    direction = np.sign(target - origin)
-    position = np.where(moving, origin + direction * travelled / FLOOR_HEIGHT_M, np.where(current_active, target, origin))
-    door = current_active & (tau >= duration) & (tau < duration + DOOR_OPEN_S)
+    position = np.where(moving, origin + np.sign(target - origin) * travelled / FLOOR_HEIGHT_M, target)
+    door = now_called & (tau >= duration) & (tau < duration + DOOR_OPEN_S)
     return np.where(moving, np.clip(speed, 0.0, None), 0.0), position, door
 
 

@@ -59,7 +59,8 @@ def test_gas_leak_is_raised_escalated_handled_and_survives_restart(service, brok
     assert service.get("/api/alerts?open=true") == []
     closed_before = service.get(f"/api/alerts/{alert_id}")
 
-    service.stop()
+    assert service.stop() == 0  # a clean stop on SIGTERM
+    assert "stopped" in service.log()
     service.start()
     after = service.get(f"/api/alerts/{alert_id}")
     assert after == closed_before

@@ -12,6 +12,7 @@ from detectors.threshold import (
     Binding,
     ThresholdDetector,
     ThresholdFindings,
+    _stable_argsort,
     empty_findings,
 )
 from detectors.threshold_reference import ReferenceThresholdDetector, level_specs
@@ -253,6 +254,8 @@ def test_restore_rejects_undefined_level() -> None:
         det.restore(0, 2, 0, 0)
     with pytest.raises(IndexError):
         det.restore(1, 4, 0, 0)
+    with pytest.raises(ValueError):
+        det.restore(0, 4, started_at=10, last_ts=9)  # a condition cannot start after the newest reading
 
 
 def test_level_is_a_copy() -> None:
@@ -388,3 +391,34 @@ def test_long_series_in_one_batch_equals_reading_by_reading(rules, values, steps
     want = sorted(r for p in parts for r in rows(p))
     assert got == want
     assert np.array_equal(whole.level(), piecewise.level())
+
+
+@pytest.mark.parametrize("upper", [1, 300, 1 << 16, (1 << 16) + 1, 1 << 20, 1 << 40])
+def test_stable_argsort_matches_numpy(upper: int) -> None:
+    keys = np.random.default_rng(upper).integers(0, upper, 5000)
+    assert np.array_equal(_stable_argsort(keys, upper), np.argsort(keys, kind="stable"))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_larger_random_batches_match_reference(shuffle: bool) -> None:
+    # Many bindings per round, overlapping rules, repeated and shuffled readings.
+    catalogue = make_catalogue(500, ("a", "b", "c"))
+    rules = [
+        rule("r1", match={"metric": ("a", "b")}, clear=0.8, hold_s=2, blue=10, yellow=20, red=40),
+        rule("r2", direction="below", clear=0.5, hold_s=0, blue=0, orange=-10, red=-20),
+        rule("r3", match={"owner": ("gas-co",)}, clear=0.9, hold_s=1, red=30),
+    ]
+    det = ThresholdDetector.from_rules(catalogue, rules)
+    ref = ReferenceThresholdDetector.from_rules(catalogue, rules)
+    rng = np.random.default_rng(7)
+    value = rng.uniform(-30, 50, len(catalogue))
+    for k in range(6):
+        n = len(catalogue) * 4
+        channel = rng.integers(0, len(catalogue), n).astype(np.int32)
+        ts = (k * 4000 + rng.integers(-1500, 4000, n) // 250 * 250).astype(np.int64)
+        value = value + rng.normal(0, 6, len(catalogue))
+        values = value[channel] + rng.normal(0, 3, n)
+        if not shuffle:
+            order = np.argsort(ts, kind="stable")
+            channel, ts, values = channel[order], ts[order], values[order]
+        run_both(det, ref, Batch(channel, ts, values))

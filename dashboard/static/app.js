@@ -162,6 +162,7 @@ const BACKOFF_MAX_MS = 5000;
 const AGE_TICK_MS = 2000;
 const FLASH_MS = 6000;
 const BEEP_MIN_GAP_MS = 1500;
+const FRESH_MAX_PER_FRAME = 12;
 
 // ---------------------------------------------------------------- small helpers
 const $ = (sel, root) => (root || document).querySelector(sel);
@@ -245,6 +246,7 @@ let filters = { domain: "", level: "" };
 let token = null;
 let stopped = true;           // true while we have no usable token
 let beepCount = 0;
+let renderCount = 0;
 
 // ---------------------------------------------------------------- token handling
 function takeTokenFromUrl() {
@@ -266,6 +268,7 @@ function showTokenBox(reasonKey) {
   else { err.hidden = true; err.textContent = ""; delete err.dataset.reason; }
   box.hidden = false;
   document.body.classList.add("need-token");
+  $("#token-cancel").hidden = !ssGet(STORE.token);
   const input = $("#token-input");
   input.value = "";
   setTimeout(() => input.focus(), 0);
@@ -304,7 +307,7 @@ async function probeAuth() {
 function start() {
   token = takeTokenFromUrl();
   if (!token) {
-    showTokenBox("token_missing");
+    showTokenBox(null);
     setConn("disconnected");
     return;
   }
@@ -568,6 +571,7 @@ function compareAlerts(a, b) {
 
 function render() {
   rafPending = false;
+  renderCount += 1;
   if (domainsChanged) { domainsChanged = false; fillFilters(); }
   const board = $("#board");
   let changed = false;
@@ -585,14 +589,16 @@ function render() {
   }
   dirty.clear();
   if (freshIds.size) {
-    // Restart the highlight animation: remove everywhere, one reflow, add back.
-    const fresh = [];
-    for (const id of freshIds) { const row = rows.get(id); if (row) fresh.push(row); }
+    // Short "just changed" highlight; the Web Animations API restarts it without forcing a reflow.
+    // In a flood of changes highlighting everything says nothing and costs paint time: skip it.
+    if (freshIds.size > FRESH_MAX_PER_FRAME) freshIds.clear();
+    for (const id of freshIds) {
+      const row = rows.get(id);
+      if (!row || !row.isConnected || flashUntil.has(id) || typeof row.animate !== "function") continue;
+      if (row._fresh) row._fresh.cancel();
+      row._fresh = row.animate([{ backgroundColor: "rgba(79, 195, 247, 0.30)" }, {}], { duration: 2200, easing: "ease-out" });
+    }
     freshIds.clear();
-    let restart = false;
-    for (const row of fresh) if (row.classList.contains("fresh")) { row.classList.remove("fresh"); restart = true; }
-    if (restart) void board.offsetWidth;
-    for (const row of fresh) row.classList.add("fresh");
   }
   if (seqDirty) { seqDirty = false; updateSeqDisplay(); }
   if (changed || needsResort) {
@@ -653,47 +659,67 @@ function buildRow(a) {
   row.dataset.testid = "alert-row";
   row.dataset.alertId = a.id;
   const main = el("div", "row-main");
+  const c = {};  // cached references to the parts updateRow touches
 
   const cLevel = el("div", "cell c-level");
   const badge = el("span", "level-badge");
-  badge.append(el("span", "level-name"), el("span", "level-roman"));
-  const peak = el("span", "peak-badge");
-  peak.hidden = true;
-  cLevel.append(badge, peak);
+  c.levelName = el("span", "level-name");
+  c.levelRoman = el("span", "level-roman");
+  badge.append(c.levelName, c.levelRoman);
+  c.peak = el("span", "peak-badge");
+  c.peak.hidden = true;
+  cLevel.append(badge, c.peak);
 
   const cAge = el("div", "cell c-age");
-  cAge.append(el("span", "age"));
-  const cDomain = el("div", "cell c-domain");
+  c.age = el("span", "age");
+  cAge.append(c.age);
+  c.domain = el("div", "cell c-domain");
   const cAsset = el("div", "cell c-asset");
-  cAsset.append(el("span", "asset"), el("span", "sensor"));
-  const cMetric = el("div", "cell c-metric");
-  const cValue = el("div", "cell c-value");
-  cValue.append(el("span", "value"), el("span", "threshold"));
+  c.asset = el("span", "asset");
+  c.sensor = el("span", "sensor");
+  cAsset.append(c.asset, c.sensor);
+  c.metric = el("div", "cell c-metric");
+  c.valueCell = el("div", "cell c-value");
+  c.value = el("span", "value");
+  c.threshold = el("span", "threshold");
+  c.valueCell.append(c.value, c.threshold);
   const cMsg = el("div", "cell c-msg");
-  cMsg.append(el("span", "message"), el("span", "alert-id"));
+  c.message = el("span", "message");
+  c.alertId = el("span", "alert-id");
+  cMsg.append(c.message, c.alertId);
   const cCond = el("div", "cell c-cond");
-  cCond.append(el("span", "cond-pill"));
+  c.cond = el("span", "cond-pill");
+  cCond.append(c.cond);
   const cWf = el("div", "cell c-wf");
-  cWf.append(el("span", "wf-pill"));
+  c.wf = el("span", "wf-pill");
+  cWf.append(c.wf);
   const cAct = el("div", "cell c-actions");
-  const bAck = el("button", "btn btn-ack");
-  bAck.type = "button"; bAck.dataset.testid = "btn-ack"; bAck.dataset.action = "ack";
-  const bDis = el("button", "btn btn-dispatch");
-  bDis.type = "button"; bDis.dataset.testid = "btn-dispatch"; bDis.dataset.action = "dispatch";
-  const bClose = el("button", "btn btn-close");
-  bClose.type = "button"; bClose.dataset.testid = "btn-close"; bClose.dataset.action = "close";
-  cAct.append(bAck, bDis, bClose);
+  c.bAck = el("button", "btn btn-ack");
+  c.bAck.type = "button"; c.bAck.dataset.testid = "btn-ack"; c.bAck.dataset.action = "ack";
+  c.bDis = el("button", "btn btn-dispatch");
+  c.bDis.type = "button"; c.bDis.dataset.testid = "btn-dispatch"; c.bDis.dataset.action = "dispatch";
+  c.bClose = el("button", "btn btn-close");
+  c.bClose.type = "button"; c.bClose.dataset.testid = "btn-close"; c.bClose.dataset.action = "close";
+  cAct.append(c.bAck, c.bDis, c.bClose);
 
-  main.append(cLevel, cAge, cDomain, cAsset, cMetric, cValue, cMsg, cCond, cWf, cAct);
+  main.append(cLevel, cAge, c.domain, cAsset, c.metric, c.valueCell, cMsg, cCond, cWf, cAct);
   const formSlot = el("div", "row-form-slot");
   const err = el("div", "row-error");
   err.setAttribute("role", "alert");
   err.hidden = true;
   row.append(main, formSlot, err);
+  row._c = c;
   return row;
 }
 
+function labelOr(prefix, value) {
+  const k = prefix + value;
+  const s = t(k);
+  return s === k ? String(value || "") : s;
+}
+
 function updateRow(row, a) {
+  const c = row._c;
   const level = LEVEL_RANK[a.level] === undefined ? "unknown" : a.level;
   setAttr(row, "data-level", level);
   setAttr(row, "data-domain", a.domain || "");
@@ -702,70 +728,68 @@ function updateRow(row, a) {
   setAttr(row, "data-peak-level", a.peak_level || a.level || "");
   row._alert = a;
 
-  setText(row.querySelector(".level-name"), levelName(a.level));
-  setText(row.querySelector(".level-roman"), levelRoman(a.level));
-  const peak = row.querySelector(".peak-badge");
-  const peakHigher = a.peak_level && LEVEL_RANK[a.peak_level] !== undefined &&
+  setText(c.levelName, levelName(a.level));
+  setText(c.levelRoman, levelRoman(a.level));
+  const peakHigher = !!a.peak_level && LEVEL_RANK[a.peak_level] !== undefined &&
     LEVEL_RANK[a.level] !== undefined && LEVEL_RANK[a.peak_level] < LEVEL_RANK[a.level];
-  peak.hidden = !peakHigher;
+  if (c.peak.hidden === peakHigher) c.peak.hidden = !peakHigher;
   if (peakHigher) {
-    setText(peak, t("peak", { level: levelName(a.peak_level) }));
-    setAttr(peak, "data-level", a.peak_level);
-    peak.title = t("peak_title", { level: levelLabel(a.peak_level) });
+    setText(c.peak, t("peak", { level: levelName(a.peak_level) }));
+    setAttr(c.peak, "data-level", a.peak_level);
+    setAttr(c.peak, "title", t("peak_title", { level: levelLabel(a.peak_level) }));
   }
 
   updateAge(row, a);
-  setText(row.querySelector(".c-domain"), domainName(a.domain));
-  setText(row.querySelector(".asset"), a.asset || "—");
-  setText(row.querySelector(".sensor"), a.sensor || "");
-  setText(row.querySelector(".c-metric"), a.metric || "");
-  setText(row.querySelector(".value"), fmtNum(a.value));
-  setText(row.querySelector(".threshold"), t("threshold_short") + " " + fmtNum(a.threshold));
-  row.querySelector(".c-value").title = t("updated_at", { time: fmtTime(Number(a.updated_at)) });
-  const msg = row.querySelector(".message");
-  setText(msg, a.message || "");
-  msg.title = a.message || "";
-  setText(row.querySelector(".alert-id"), a.id);
-  if (a.rule) row.querySelector(".alert-id").title = a.rule;
+  setText(c.domain, domainName(a.domain));
+  setText(c.asset, a.asset || "—");
+  setText(c.sensor, a.sensor || "");
+  setText(c.metric, a.metric || "");
+  setText(c.value, fmtNum(a.value));
+  setText(c.threshold, t("threshold_short") + " " + fmtNum(a.threshold));
+  setAttr(c.valueCell, "title", t("updated_at", { time: fmtTime(Number(a.updated_at)) }));
+  setText(c.message, a.message || "");
+  setAttr(c.message, "title", a.message || "");
+  setText(c.alertId, a.id);
+  setAttr(c.alertId, "title", a.rule || "");
 
-  const cond = row.querySelector(".cond-pill");
-  setText(cond, t("cond_" + a.condition) === "cond_" + a.condition ? (a.condition || "") : t("cond_" + a.condition));
-  setAttr(cond, "data-condition", a.condition || "");
-  const wf = row.querySelector(".wf-pill");
-  setText(wf, t("wf_" + a.workflow) === "wf_" + a.workflow ? (a.workflow || "") : t("wf_" + a.workflow));
-  setAttr(wf, "data-workflow", a.workflow || "");
+  setText(c.cond, labelOr("cond_", a.condition));
+  setAttr(c.cond, "data-condition", a.condition || "");
+  setText(c.wf, labelOr("wf_", a.workflow));
+  setAttr(c.wf, "data-workflow", a.workflow || "");
 
   const busy = row.dataset.busy === "1";
-  const bAck = row.querySelector(".btn-ack");
-  const bDis = row.querySelector(".btn-dispatch");
-  const bClose = row.querySelector(".btn-close");
-  setText(bAck, t("btn_ack"));
-  setText(bDis, t("btn_dispatch"));
-  setText(bClose, t("btn_close"));
-  bAck.title = t("ack_title");
-  bDis.title = t("dispatch_title");
-  bClose.title = a.condition === "cleared" ? t("close_title") : t("close_title_active");
-  bAck.disabled = busy || a.workflow !== "new";
-  bDis.disabled = busy || !(a.workflow === "new" || a.workflow === "acknowledged");
-  bClose.disabled = busy || a.condition !== "cleared";
+  setText(c.bAck, t("btn_ack"));
+  setText(c.bDis, t("btn_dispatch"));
+  setText(c.bClose, t("btn_close"));
+  setAttr(c.bAck, "title", t("ack_title"));
+  setAttr(c.bDis, "title", t("dispatch_title"));
+  setAttr(c.bClose, "title", a.condition === "cleared" ? t("close_title") : t("close_title_active"));
+  const ackOff = busy || a.workflow !== "new";
+  const disOff = busy || !(a.workflow === "new" || a.workflow === "acknowledged");
+  const closeOff = busy || a.condition !== "cleared";
+  if (c.bAck.disabled !== ackOff) c.bAck.disabled = ackOff;
+  if (c.bDis.disabled !== disOff) c.bDis.disabled = disOff;
+  if (c.bClose.disabled !== closeOff) c.bClose.disabled = closeOff;
 
   // An open inline form whose action no longer applies is withdrawn.
-  const form = row.querySelector(".inline-form");
-  if (form && form.dataset.action === "dispatch" && bDis.disabled && !busy) closeForm(row);
-  if (form && form.dataset.action === "close") {
-    const hint = form.querySelector(".form-hint");
-    hint.hidden = a.condition === "cleared";
-    setText(hint, t("close_still_active"));
+  if (row.classList.contains("has-form")) {
+    const form = row.querySelector(".inline-form");
+    if (form && form.dataset.action === "dispatch" && disOff && !busy) closeForm(row);
+    if (form && form.dataset.action === "close") {
+      const hint = form.querySelector(".form-hint");
+      hint.hidden = a.condition === "cleared";
+      setText(hint, t("close_still_active"));
+    }
   }
 }
 
 function updateAge(row, a) {
   const ra = Number(a.raised_at);
-  const age = row.querySelector(".age");
+  const age = row._c.age;
   if (!Number.isFinite(ra)) { setText(age, "—"); return; }
   setText(age, fmtAge(Date.now() - ra));
-  const title = t("raised_at", { time: fmtTime(ra) });
-  if (age.title !== title) age.title = title;
+  if (age._ra !== ra) { age._ra = ra; age._lang = null; }
+  if (age._lang !== lang) { age._lang = lang; age.title = t("raised_at", { time: fmtTime(ra) }); }
 }
 
 function tickAges() {
@@ -795,6 +819,7 @@ function updateCounts(shown) {
     setText(chip.querySelector(".chip-num"), counts[lv]);
     chip.classList.toggle("zero", counts[lv] === 0);
     chip.classList.toggle("selected", filters.level === lv);
+    setAttr(chip, "aria-pressed", filters.level === lv ? "true" : "false");
   }
   const total = alerts.size;
   const tot = $("#count-total");
@@ -814,6 +839,7 @@ function updateCounts(shown) {
 function updateSeqDisplay() {
   const board = $("#board");
   setAttr(board, "data-last-seq", lastSeq === null ? "" : lastSeq);
+  setAttr(board, "data-ready", haveSnapshot ? "true" : "false");
   setText($("#status-seq"), lastSeq === null ? "" : t("seq", { seq: lastSeq }));
 }
 
@@ -886,8 +912,12 @@ function serverError(data) {
 
 function setRowError(row, message) {
   const err = row.querySelector(".row-error");
-  if (message) { err.textContent = message; err.hidden = false; }
-  else { err.textContent = ""; err.hidden = true; }
+  clearTimeout(row._errTimer);
+  if (message) {
+    err.textContent = message;
+    err.hidden = false;
+    row._errTimer = setTimeout(() => setRowError(row, ""), 20000);
+  } else { err.textContent = ""; err.hidden = true; }
 }
 function setBusy(row, busy) {
   if (busy) row.dataset.busy = "1"; else delete row.dataset.busy;
@@ -1052,6 +1082,7 @@ function applyLanguage() {
   lt.textContent = t("lang_button");
   lt.title = t("lang_button_title");
   lt.dataset.lang = lang;
+  lt.lang = lang === "zh-CN" ? "en" : "zh-CN";  // the button names the other language
   $("#token-change").title = t("change_token_title");
   setText($("#product-name"), t("product"));
   fillFilters();
@@ -1060,11 +1091,7 @@ function applyLanguage() {
   updateSeqDisplay();
   const err = $("#token-error");
   if (!err.hidden && err.dataset.reason) err.textContent = t(err.dataset.reason);
-  for (const row of rows.values()) {
-    const f = row.querySelector(".inline-form");
-    if (f) closeForm(row);
-    if (row._alert) updateRow(row, row._alert);
-  }
+  for (const row of rows.values()) if (row._alert) updateRow(row, row._alert);
   needsResort = true;
   schedule();
   tickClock();
@@ -1098,6 +1125,10 @@ function wireUi() {
     setConn("disconnected");
     showTokenBox(null);
   });
+  $("#token-cancel").addEventListener("click", () => { hideTokenBox(); start(); });
+  $("#token-form").addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !$("#token-cancel").hidden) { hideTokenBox(); start(); }
+  });
   $("#token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const v = $("#token-input").value.trim();
@@ -1107,6 +1138,7 @@ function wireUi() {
     // A new token may see a different set of alerts: start from a fresh snapshot.
     lastSeq = null;
     haveSnapshot = false;
+    seqDirty = true;
     for (const id of alerts.keys()) dirty.add(id);
     alerts.clear();
     needsResort = true;
@@ -1124,9 +1156,6 @@ function wireUi() {
     });
   }
   $("#board").addEventListener("click", onBoardClick);
-  $("#board").addEventListener("animationend", (e) => {
-    if (e.animationName === "fresh" && e.target.classList) e.target.classList.remove("fresh");
-  });
   // Browsers only allow audio after a user gesture: unlock on the first interaction.
   const unlock = () => { if (!muted) unlockAudio(); };
   document.addEventListener("pointerdown", unlock, { capture: true });
@@ -1150,6 +1179,7 @@ window.lifeline = {
   get lastSeq() { return lastSeq; },
   get connection() { return connState; },
   get beeps() { return beepCount; },
+  get renders() { return renderCount; },
   get openAlerts() { return alerts.size; },
   I18N
 };
