@@ -34,6 +34,9 @@ system-packages:
 test-system-packages:
 	@{ [ -x /usr/bin/chromium ] && dpkg -s fonts-noto-cjk >/dev/null 2>&1; } || \
 	  { $(SUDO) apt-get update -q && $(APT_INSTALL) chromium fonts-noto-cjk; }
+# The InfluxDB sink's tests write to Debian's VictoriaMetrics, which speaks the InfluxDB v2 write API.
+	@[ -x /usr/bin/victoria-metrics ] || \
+	  { $(SUDO) apt-get update -q && $(APT_INSTALL) victoria-metrics; }
 
 lint: install
 	$(BIN)/ruff check .

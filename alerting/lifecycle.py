@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -39,6 +39,8 @@ class Finding:
     limit: float  # limit of the level reported
     started_at: int  # reading time the condition began
     message: str
+    extra: dict = field(default_factory=dict)  # detector details: kind, forecast, fault, confidence
+    backfilled: bool = False  # from readings that arrived long after they were taken
 
 
 class WorkflowError(Exception):
@@ -106,8 +108,18 @@ class AlertBook:
             at = self.clock()
             for finding in findings:
                 change = self._apply_one(finding, at)
-                if change is not None:
-                    changes.append(change)
+                if change is None:
+                    continue
+                changes.append(change)
+                alert = change.alert
+                if (change.transition.event == "cleared" and finding.backfilled and alert.extra.get("backfilled")
+                        and alert.workflow == "new"):
+                    # Raised and cleared within buffered readings: history, not work for anyone.
+                    alert.workflow = "closed"
+                    del self._open[alert.key]
+                    del self._by_id[alert.id]
+                    changes.append(self._transition(alert, "closed", at, "system",
+                                                    "backfilled: raised and cleared within buffered readings"))
             return self._commit(changes)
 
     def _apply_one(self, f: Finding, at: int) -> Change | None:
@@ -121,13 +133,16 @@ class AlertBook:
             alert = Alert(id=f"a-{self._number:06d}", rule=f.rule, sensor=f.sensor, metric=f.metric,
                           domain=f.domain, asset=f.asset, gateway=f.gateway, owner=f.owner, level=after,
                           peak_level=after, condition="active", workflow="new", value=f.value, threshold=f.limit,
-                          message=f.message, raised_at=f.started_at, updated_at=f.ts)
+                          message=f.message, raised_at=f.started_at, updated_at=f.ts, extra=dict(f.extra))
+            if f.backfilled:
+                alert.extra["backfilled"] = True
             self._open[key] = alert
             self._by_id[alert.id] = alert
             return self._transition(alert, "raised", at, "detector", f.message)
         alert.value = f.value
         alert.updated_at = max(alert.updated_at, f.ts)
         alert.message = f.message
+        alert.extra.update(f.extra)
         if after is None:
             if alert.condition == "cleared":
                 return None

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from dashboard import alerts_api, sensors_api, system_api, websocket
+from dashboard import alerts_api, detail_api, map_api, sensors_api, status_api, system_api, websocket
 from dashboard.context import AppContext
 from dashboard.hub import AlertHub
 
@@ -34,6 +34,9 @@ def create_app(context: AppContext, hub: AlertHub) -> FastAPI:
     app.include_router(alerts_api.router)
     app.include_router(sensors_api.router)
     app.include_router(system_api.router)
+    app.include_router(detail_api.router)
+    app.include_router(map_api.router)
+    app.include_router(status_api.router)
     app.include_router(websocket.router)
 
     @app.get("/", include_in_schema=False)

@@ -11,6 +11,7 @@ from archive.sqlite_archive import ReadingArchive
 from ingest.dead_letters import DeadLetters
 from ingest.last_values import LastValues
 from lifeline.catalogue import Catalogue
+from lifeline.config import Config
 from lifeline.metrics import Metrics
 from lifeline.tokens import TokenStore
 
@@ -28,3 +29,4 @@ class AppContext:
     healthy: Callable[[], bool]  # telemetry subscription acknowledged and connected
     status: Callable[[], dict]  # extra fields for /healthz
     auth: bool = True
+    config: Config | None = None  # rules (detail charts) and the config file's folder (map base)

@@ -51,7 +51,7 @@ import numpy as np
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
 from lifeline.config import Rule
-from lifeline.levels import LEVEL_NUMBER, LEVELS
+from lifeline.levels import LEVEL_NUMBER, LEVELS, level_name
 
 #: `since` value meaning "no run in progress". The largest int64 is chosen so that the hold
 #: test ``since <= t - hold_ms`` is false for it without a separate mask.
@@ -117,6 +117,11 @@ def empty_findings() -> ThresholdFindings:
         limit=np.empty(0, np.float64),
         started_at=np.empty(0, np.int64),
     )
+
+
+def format_number(value: float) -> str:
+    """Readings as operators read them: 21.5, 0.142, 1.2e+07."""
+    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
 
 
 def hold_ms(rule: Rule) -> int:
@@ -264,6 +269,22 @@ class ThresholdDetector:
         self._last_ts[binding] = last_ts
 
     # -- update -------------------------------------------------------------------------------
+
+    kind = "threshold"
+
+    def details(self, binding: int) -> dict:
+        return {"kind": "threshold"}
+
+    def message(self, binding: int, level_before: int, level_after: int, value: float, limit: float) -> str:
+        """`ch4 21.5 %LEL >= orange 20`, or for a clearing `... back below blue 5 (cleared)`."""
+        b = self.bindings[binding]
+        above = b.rule.threshold.direction == "above"
+        unit = f" {b.channel.unit}" if b.channel.unit else ""
+        shown = f"{b.channel.metric} {format_number(value)}{unit}"
+        if level_after == 0:
+            return f"{shown} back {'below' if above else 'above'} {level_name(level_before)} " \
+                   f"{format_number(limit)} (cleared)"
+        return f"{shown} {'>=' if above else '<='} {level_name(level_after)} {format_number(limit)}"
 
     def update(self, batch: Batch) -> ThresholdFindings:
         """Evaluate a batch; returns the level changes it caused (see the module docstring)."""

@@ -7,7 +7,6 @@ field it concerns. Runtime code then trusts the `Config` it gets and never re-ch
 from __future__ import annotations
 
 import csv
-import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -16,28 +15,22 @@ from typing import Any
 
 import yaml
 
+from lifeline.config_checks import Checker as _Checker
+from lifeline.config_checks import Problem
+from lifeline.config_checks import line_of as _line
+from lifeline.config_checks import mapping as _mapping
+from lifeline.config_checks import number as _number
+from lifeline.config_checks import text as _text
+from lifeline.config_checks import unknown_keys as _unknown_keys
 from lifeline.levels import LEVELS
-from lifeline.yamlsource import LineDict, LineList, load_yaml
+from lifeline.rule_kinds import PARSERS
+from lifeline.yamlsource import LineDict, load_yaml
 
 DOMAINS = ("gas", "pipeline", "bridge", "elevator", "hazard")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 METRIC_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 SENSOR_FIELDS = ("id", "gateway", "domain", "type", "asset", "location", "metrics", "interval")
 DEFAULT_HTTP_PORT = 8000
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the configuration, located in its file."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -102,10 +95,14 @@ class Threshold:
 
 @dataclass(frozen=True)
 class Rule:
+    """`id`, `match` and one detector: `kind` names it, `spec` holds its parameters."""
+
     id: str
     match: dict[str, tuple[str, ...]]  # field -> accepted values; "metric" selects metrics
-    threshold: Threshold
+    threshold: Threshold | None  # the spec of a threshold rule, else None
     line: int | None = None
+    kind: str = "threshold"
+    spec: Any = None  # Trend | Change | Deadman | Quality for the other kinds
 
     def matches(self, sensor: Sensor, owner: str | None, metric: str) -> bool:
         for name, accepted in self.match.items():
@@ -142,10 +139,25 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class InfluxSettings:
+    """The optional InfluxDB sink (archive/influx_sink.py); the numbers bound its memory and disk."""
+
     url: str
     token: str
     org: str
     bucket: str
+    spool_max_mb: float = 1024.0  # disk spool while InfluxDB is away; the oldest is dropped beyond it
+    queue_max_readings: int = 500_000  # in-memory queue; more goes to the spool
+    batch_lines: int = 5000  # lines per write request
+    flush_s: float = 1.0  # longest wait before a partial request is written
+    timeout_s: float = 10.0  # one write request
+    retry_max_s: float = 30.0  # longest pause between retries while InfluxDB is away
+
+
+@dataclass(frozen=True)
+class AlertingSettings:
+    #: readings older than this when they arrive are backfill: alerts they raise and clear
+    #: again within the backfill are kept as history and page no one
+    backfill_after_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,7 @@ class Config:
     http: HttpSettings = HttpSettings()
     storage: StorageSettings = StorageSettings()
     influx: InfluxSettings | None = None
+    alerting: AlertingSettings = AlertingSettings()
     gateways: tuple[Gateway, ...] = ()
     sensors: tuple[Sensor, ...] = ()
     rules: tuple[Rule, ...] = ()
@@ -165,59 +178,6 @@ class Config:
             if gateway.id == gateway_id:
                 return gateway.owner
         return None
-
-
-class _Checker:
-    """Collects problems while the raw YAML tree is turned into a Config."""
-
-    def __init__(self, file: str):
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def error(self, line: int | None, field_path: str, message: str) -> None:
-        self.problems.append(Problem(self.file, line, field_path, message))
-
-
-def _line(container: Any, key: Any) -> int | None:
-    if isinstance(container, LineDict | LineList):
-        return container.line_of(key)
-    return None
-
-
-def _mapping(chk: _Checker, value: Any, line: int | None, path: str) -> LineDict | None:
-    if value is None:
-        return LineDict()
-    if not isinstance(value, dict):
-        chk.error(line, path, f"expected a mapping, got {type(value).__name__}")
-        return None
-    return value  # type: ignore[return-value]
-
-
-def _number(chk: _Checker, value: Any, line: int | None, path: str, *, positive: bool = False) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        chk.error(line, path, f"expected a number, got {value!r}")
-        return None
-    if not math.isfinite(value):
-        chk.error(line, path, f"expected a finite number, got {value!r}")
-        return None
-    if positive and value <= 0:
-        chk.error(line, path, f"must be greater than 0, got {value!r}")
-        return None
-    return float(value)
-
-
-def _text(chk: _Checker, value: Any, line: int | None, path: str) -> str | None:
-    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
-        chk.error(line, path, f"expected text, got {value!r}")
-        return None
-    return str(value)
-
-
-def _unknown_keys(chk: _Checker, mapping: LineDict, allowed: tuple[str, ...], path: str) -> None:
-    for key in mapping:
-        if key not in allowed:
-            chk.error(mapping.line_of(key), f"{path}.{key}" if path else str(key),
-                      f"unknown key (expected one of: {', '.join(allowed)})")
 
 
 def _mqtt(chk: _Checker, raw: LineDict) -> MqttSettings:
@@ -258,16 +218,26 @@ def _storage(chk: _Checker, raw: LineDict, base: Path) -> StorageSettings:
 
 
 def _influx(chk: _Checker, raw: LineDict) -> InfluxSettings | None:
-    _unknown_keys(chk, raw, ("url", "token", "org", "bucket"), "influx")
-    values = {}
+    limits = {"spool_max_mb": float, "queue_max_readings": int, "batch_lines": int, "flush_s": float,
+              "timeout_s": float, "retry_max_s": float}
+    _unknown_keys(chk, raw, ("url", "token", "org", "bucket", *limits), "influx")
+    values: dict[str, Any] = {"token": ""}  # the token may come from LIFELINE_INFLUX_TOKEN instead
     for key in ("url", "token", "org", "bucket"):
         if key not in raw:
-            chk.error(raw.line, f"influx.{key}", "missing")
+            if key != "token":
+                chk.error(raw.line, f"influx.{key}", "missing")
             continue
         values[key] = _text(chk, raw[key], raw.line_of(key), f"influx.{key}")
+    for key, kind in limits.items():
+        if key in raw:
+            number = _number(chk, raw[key], raw.line_of(key), f"influx.{key}", positive=True)
+            if number is not None and kind is int and number != int(number):
+                chk.error(raw.line_of(key), f"influx.{key}", f"expected a whole number, got {raw[key]!r}")
+                number = None
+            values[key] = None if number is None else kind(number)
     if len(values) < 4 or None in values.values():
         return None
-    return InfluxSettings(**values)  # type: ignore[arg-type]
+    return InfluxSettings(**values)
 
 
 def _gateways(chk: _Checker, raw: Any, line: int | None) -> list[Gateway]:
@@ -505,7 +475,6 @@ def _threshold(chk: _Checker, raw: LineDict, path: str) -> Threshold | None:
     return Threshold(direction=direction, levels=levels, clear=clear, hold_s=hold)
 
 
-MATCH_FIELDS = ("sensor", "id", "gateway", "domain", "type", "asset", "metric", "owner")
 
 
 def _rules(chk: _Checker, raw: Any, line: int | None) -> list[Rule]:
@@ -533,34 +502,38 @@ def _rules(chk: _Checker, raw: Any, line: int | None) -> list[Rule]:
         seen.add(rule_id)
         path = f"rules[{rule_id}]"
         kinds = [k for k in entry if k not in ("id", "match", "description")]
-        if kinds != ["threshold"]:
-            unknown = [k for k in kinds if k != "threshold"]
+        known = ("threshold", *PARSERS)
+        if len(kinds) != 1 or kinds[0] not in known:
+            unknown = [k for k in kinds if k not in known]
             if unknown:
                 chk.error(entry.line_of(unknown[0]), f"{path}.{unknown[0]}",
-                          "unknown detector kind (this version knows: threshold)")
+                          f"unknown detector kind (one of: {', '.join(known)})")
             else:
-                chk.error(entry.line, path, "needs one detector key (threshold)")
+                chk.error(entry.line, path, f"needs exactly one detector key ({', '.join(known)})")
             continue
+        kind = kinds[0]
         match_raw = _mapping(chk, entry.get("match"), entry.line_of("match"), f"{path}.match")
         if match_raw is None:
             continue
         match: dict[str, tuple[str, ...]] = {}
         for key, value in match_raw.items():
-            if key not in MATCH_FIELDS and not isinstance(key, str):
-                chk.error(match_raw.line_of(key), f"{path}.match.{key}", "unknown field")
-                continue
             values = value if isinstance(value, list) else [value]
-            match["id" if key == "sensor" else key] = tuple(str(v) for v in values)
-        threshold_raw = _mapping(chk, entry["threshold"], entry.line_of("threshold"), f"{path}.threshold")
-        if threshold_raw is None:
+            match["id" if key == "sensor" else str(key)] = tuple(str(v) for v in values)
+        spec_raw = _mapping(chk, entry[kind], entry.line_of(kind), f"{path}.{kind}")
+        if spec_raw is None:
             continue
-        threshold = _threshold(chk, threshold_raw, f"{path}.threshold")
-        if threshold is not None:
-            rules.append(Rule(rule_id, match, threshold, entry.line))
+        if kind == "threshold":
+            threshold = _threshold(chk, spec_raw, f"{path}.threshold")
+            if threshold is not None:
+                rules.append(Rule(rule_id, match, threshold, entry.line))
+            continue
+        spec = PARSERS[kind](chk, spec_raw, f"{path}.{kind}")
+        if spec is not None:
+            rules.append(Rule(rule_id, match, None, entry.line, kind=kind, spec=spec))
     return rules
 
 
-TOP_LEVEL = ("mqtt", "http", "storage", "influx", "gateways", "sensors", "sensor_files", "rules")
+TOP_LEVEL = ("mqtt", "http", "storage", "influx", "alerting", "gateways", "sensors", "sensor_files", "rules")
 
 
 def parse_config(text: str, file: str = "<config>", base: Path | None = None) -> Config:
@@ -586,6 +559,10 @@ def parse_config(text: str, file: str = "<config>", base: Path | None = None) ->
     http = _http(chk, section("http"))
     storage = _storage(chk, section("storage"), base)
     influx = _influx(chk, section("influx")) if raw.get("influx") else None
+    alerting_raw = section("alerting")
+    _unknown_keys(chk, alerting_raw, ("backfill_after",), "alerting")
+    backfill = _number(chk, alerting_raw.get("backfill_after", 300), alerting_raw.line_of("backfill_after"),
+                       "alerting.backfill_after", positive=True) or 300.0
     gateways = _gateways(chk, raw.get("gateways"), raw.line_of("gateways"))
     gateway_ids = {g.id for g in gateways}
 
@@ -614,6 +591,12 @@ def parse_config(text: str, file: str = "<config>", base: Path | None = None) ->
         seen[sensor.id] = 1
 
     rules = _rules(chk, raw.get("rules"), raw.line_of("rules"))
+    thresholds = {r.id for r in rules if r.kind == "threshold"}
+    for rule in rules:
+        target = getattr(rule.spec, "forecast_rule", None)
+        if target is not None and target not in thresholds:
+            chk.error(rule.line, f"rules[{rule.id}].trend.forecast.threshold",
+                      f"{target!r} is not a threshold rule of this file")
     if chk.problems:
         raise ConfigError(chk.problems)
 
@@ -622,7 +605,8 @@ def parse_config(text: str, file: str = "<config>", base: Path | None = None) ->
     for rule in rules:
         if not any(rule.matches(s, owners.get(s.gateway), m) for s in sensors for m in s.metrics):
             warnings.append(f"{file}:{rule.line}: rules[{rule.id}]: matches no sensor metric")
-    return Config(mqtt=mqtt, http=http, storage=storage, influx=influx, gateways=tuple(gateways),
+    return Config(mqtt=mqtt, http=http, storage=storage, influx=influx,
+                  alerting=AlertingSettings(backfill_after_s=backfill), gateways=tuple(gateways),
                   sensors=tuple(sensors), rules=tuple(rules), source=None, warnings=tuple(warnings))
 
 

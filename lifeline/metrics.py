@@ -32,6 +32,20 @@ class Metrics:
                                     ["status"], registry=r)
         self.mqtt_connected = Gauge("lifeline_mqtt_subscribed", "1 while the telemetry subscription is active",
                                     registry=r)
+        # The InfluxDB sink (archive/influx_sink.py); the gauges are read from the sink at scrape time.
+        self.influx_up = Gauge("lifeline_influx_up", "1 while InfluxDB accepts writes", registry=r)
+        self.influx_lag = Gauge("lifeline_influx_lag_seconds",
+                                "Age of the oldest reading or alert event not yet written to InfluxDB", registry=r)
+        self.influx_pending = Gauge("lifeline_influx_pending", "Readings and alert events not yet written to "
+                                    "InfluxDB (queue and spool)", registry=r)
+        self.influx_spool_bytes = Gauge("lifeline_influx_spool_bytes", "Size of the InfluxDB disk spool", registry=r)
+        self.influx_lines = Counter("lifeline_influx_lines", "Lines written to InfluxDB", registry=r)
+        self.influx_errors = Counter("lifeline_influx_write_errors", "InfluxDB write requests that failed and "
+                                     "will be retried", registry=r)
+        self.influx_refused = Counter("lifeline_influx_refused_lines", "Lines InfluxDB refused for good (HTTP 400)",
+                                      registry=r)
+        self.influx_dropped = Counter("lifeline_influx_dropped", "Readings and alert events dropped because the "
+                                      "spool reached influx.spool_max_mb", registry=r)
         self._gateway_labels: set[str] = set()
 
     def gateway_label(self, gateway: str) -> str:

@@ -10,11 +10,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from alerting.lifecycle import AlertBook, Event, Finding
 from archive.sqlite_archive import ReadingArchive
-from detectors.threshold import ThresholdDetector, ThresholdFindings
+from detectors.base import Detector
+from detectors.registry import DetectorSet
+from detectors.threshold import ThresholdFindings
 from ingest.batch import Batch
 from ingest.dead_letters import DeadLetters
 from ingest.decode import TelemetryDecoder
@@ -22,40 +23,24 @@ from ingest.last_values import LastValues
 from ingest.mqtt_source import Message
 from ingest.rejection import Rejection
 from lifeline.catalogue import Catalogue
-from lifeline.levels import LEVEL_NUMBER, level_name
+from lifeline.levels import LEVEL_NUMBER
 from lifeline.metrics import Metrics
 
 log = logging.getLogger("lifeline.pipeline")
 
-
-@dataclass(frozen=True)
-class _BindingLabel:
-    """What an alert needs to know about one (rule, channel) binding, computed once."""
-
-    rule: str
-    sensor: str
-    metric: str
-    unit: str
-    domain: str
-    asset: str
-    gateway: str
-    owner: str
-    direction: str
-
-
-def _format_number(value: float) -> str:
-    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
+TICK_S = 1.0  # how often silence is evaluated when no data arrives
 
 
 class Pipeline:
     """Decodes, validates, archives, detects and alerts, one batch at a time."""
 
-    def __init__(self, *, catalogue: Catalogue, decoder: TelemetryDecoder, detector: ThresholdDetector,
+    def __init__(self, *, catalogue: Catalogue, decoder: TelemetryDecoder, detectors: DetectorSet,
                  book: AlertBook, archive: ReadingArchive, dead_letters: DeadLetters, metrics: Metrics,
-                 last_values: LastValues, publish: Callable[[str, bytes, int], None], topic_prefix: str):
+                 last_values: LastValues, publish: Callable[[str, bytes, int], None], topic_prefix: str,
+                 backfill_after_s: float = 300.0, clock: Callable[[], float] = time.time):
         self.catalogue = catalogue
         self.decoder = decoder
-        self.detector = detector
+        self.detectors = detectors
         self.book = book
         self.archive = archive
         self.dead_letters = dead_letters
@@ -63,13 +48,10 @@ class Pipeline:
         self.last_values = last_values
         self.publish = publish
         self.prefix = topic_prefix
-        self.labels = [
-            _BindingLabel(b.rule.id, b.channel.sensor.id, b.channel.metric, b.channel.unit, b.channel.sensor.domain,
-                          b.channel.sensor.asset, b.channel.sensor.gateway, catalogue.owner_of(b.channel.sensor),
-                          b.rule.threshold.direction)
-            for b in detector.bindings
-        ]
+        self.backfill_after_ms = int(backfill_after_s * 1000)
+        self.clock = clock
         self.readings_total = 0
+        self._last_tick = 0.0
 
     # -- one batch ----------------------------------------------------------------------------
     def process(self, messages: list[Message]) -> list[Event]:
@@ -95,37 +77,50 @@ class Pipeline:
             self.last_values.update(batch)
             self.readings_total += len(batch)
             self.metrics.readings.inc(len(batch))
-            findings = self.detector.update(batch)
-            if len(findings):
-                events = self.book.apply(self._findings(findings))
-        finished = time.perf_counter()
-        self.metrics.batch_seconds.observe(finished - started)
+            events = self.book.apply(self.detect(batch))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if messages:
             oldest_ms = min(m.received_ms for m in messages)
-            self.metrics.ingest_latency.observe(max(0.0, time.time() - oldest_ms / 1000))
+            self.metrics.ingest_latency.observe(max(0.0, self.clock() - oldest_ms / 1000))
         return events
 
-    def _findings(self, findings: ThresholdFindings) -> list[Finding]:
+    def detect(self, batch: Batch) -> list[Finding]:
+        """Every detector over the batch; quality first, so hazards of faulty channels are marked."""
+        quality = self.detectors.quality
+        findings = self._rows(quality, quality.update(batch))
+        for detector in self.detectors.hazards:
+            findings += self._rows(detector, detector.update(batch), quality)
+        findings += self._rows(self.detectors.deadman, self.detectors.deadman.update(batch))
+        return findings
+
+    def tick(self) -> list[Event]:
+        """Timer work: silence is noticed even when nothing arrives."""
+        deadman = self.detectors.deadman
+        return self.book.apply(self._rows(deadman, deadman.tick()))
+
+    def _rows(self, detector: Detector, found: ThresholdFindings, quality=None) -> list[Finding]:
+        if not len(found):
+            return []
+        now_ms = int(self.clock() * 1000)
         rows = []
         for b, ts, before, after, value, limit, started in zip(
-                findings.binding.tolist(), findings.ts.tolist(), findings.level_before.tolist(),
-                findings.level_after.tolist(), findings.value.tolist(), findings.limit.tolist(),
-                findings.started_at.tolist(), strict=True):
-            label = self.labels[b]
-            rows.append(Finding(label.rule, label.sensor, label.metric, label.domain, label.asset, label.gateway,
-                                label.owner, ts, before, after, value, limit, started,
-                                self._message(label, before, after, value, limit)))
+                found.binding.tolist(), found.ts.tolist(), found.level_before.tolist(), found.level_after.tolist(),
+                found.value.tolist(), found.limit.tolist(), found.started_at.tolist(), strict=True):
+            binding = detector.bindings[b]
+            sensor = binding.channel.sensor
+            extra = detector.details(b)
+            if quality is not None and quality.faulty[binding.channel.index]:
+                if quality.on_fault(binding.channel.index) == "suppress" and after > before:
+                    continue  # a broken sensor does not send anyone out
+                extra["confidence"] = "low"
+            elif quality is not None:
+                extra["confidence"] = "normal"
+            rows.append(Finding(
+                binding.rule.id, sensor.id, binding.channel.metric, sensor.domain, sensor.asset, sensor.gateway,
+                self.catalogue.owner_by_gateway.get(sensor.gateway, ""), ts, before, after, value, limit, started,
+                detector.message(b, before, after, value, limit), extra,
+                backfilled=ts < now_ms - self.backfill_after_ms))
         return rows
-
-    @staticmethod
-    def _message(label: _BindingLabel, before: int, after: int, value: float, limit: float) -> str:
-        unit = f" {label.unit}" if label.unit else ""
-        shown = f"{label.metric} {_format_number(value)}{unit}"
-        if after == 0:
-            side = "below" if label.direction == "above" else "above"
-            return f"{shown} back {side} {level_name(before)} {_format_number(limit)} (cleared)"
-        sign = ">=" if label.direction == "above" else "<="
-        return f"{shown} {sign} {level_name(after)} {_format_number(limit)}"
 
     def _reject(self, rejected: list[tuple[Rejection, bytes]]) -> None:
         for rejection, _ in rejected:
@@ -145,28 +140,37 @@ class Pipeline:
         while not stop.is_set():
             messages = source.drain(linger_s, max_messages, timeout_s=0.1)
             self.metrics.backlog.set(source.backlog())
-            if not messages:
-                continue
             try:
-                self.process(messages)
+                if messages:
+                    self.process(messages)
+                if time.monotonic() - self._last_tick >= TICK_S:
+                    self._last_tick = time.monotonic()
+                    self.tick()
             except Exception:
                 log.exception("batch of %d messages failed; continuing", len(messages))
 
 
-def restore_detector_state(detector: ThresholdDetector, book: AlertBook) -> list[str]:
+def restore_detector_state(detectors: DetectorSet, book: AlertBook) -> list[str]:
     """Put each binding with an active open alert back to that alert's level, so a restart
-    neither re-raises nor forgets it. Active alerts whose rule or sensor left the configuration
-    are cleared (nothing could ever clear them otherwise); returns their ids."""
-    index = {(b.rule.id, b.channel.sensor.id, b.channel.metric): b.index for b in detector.bindings}
+    neither re-raises nor forgets it. Active alerts whose rule, sensor or level left the
+    configuration are cleared (nothing could ever clear them otherwise); returns their ids."""
+    index: dict[tuple[str, str, str], tuple[Detector, int]] = {}
+    for detector in detectors.all():
+        for binding in detector.bindings:
+            index[(binding.rule.id, binding.channel.sensor.id, binding.channel.metric)] = (detector, binding.index)
     orphans = []
     for alert in book.open_alerts():
-        binding = index.get(alert.key)
-        if binding is None:
-            if alert.condition == "active":
-                book.clear_condition(alert.id, "system", "rule or sensor removed from the configuration")
-                orphans.append(alert.id)
+        if alert.condition != "active":
             continue
-        if alert.condition == "active":
-            detector.restore(binding, LEVEL_NUMBER[alert.level], alert.raised_at, alert.updated_at)
+        found = index.get(alert.key)
+        try:
+            if found is None:
+                raise ValueError("rule or sensor removed from the configuration")
+            detector, binding = found
+            detector.restore(binding, LEVEL_NUMBER[alert.level], alert.raised_at,
+                             max(alert.raised_at, alert.updated_at))
+        except ValueError as exc:
+            book.clear_condition(alert.id, "system", f"cleared at start-up: {exc}")
+            orphans.append(alert.id)
     return orphans
 

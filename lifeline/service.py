@@ -21,11 +21,12 @@ import uvicorn
 
 from alerting.lifecycle import AlertBook, Event
 from alerting.store import AlertStore
+from archive.influx_sink import InfluxSink, MirroredArchive, influx_settings
 from archive.sqlite_archive import ReadingArchive
 from dashboard.app import create_app
 from dashboard.context import AppContext
 from dashboard.hub import AlertHub
-from detectors.threshold import ThresholdDetector
+from detectors.registry import build_detectors
 from ingest.dead_letters import DeadLetters
 from ingest.decode import TelemetryDecoder
 from ingest.last_values import LastValues
@@ -108,7 +109,7 @@ class Service:
         self.metrics = Metrics()
         self.store = AlertStore(data / "lifeline.db")
         self.book = AlertBook(self.store)
-        self.detector = ThresholdDetector.from_rules(self.catalogue, config.rules)
+        self.detectors = build_detectors(self.catalogue, config.rules)
         self.archive = ReadingArchive(data / "readings.db", config.storage.retention_days)
         self.dead_letters = DeadLetters(data / "lifeline.db")
         self.tokens = TokenStore(data / "lifeline.db")
@@ -119,19 +120,27 @@ class Service:
         self.book.subscribe(self.hub.on_event)
         self.book.subscribe(self._publish_alert_event)
         self.book.subscribe(self._count_alert_event)
-        orphans = restore_detector_state(self.detector, self.book)
+        influx = influx_settings(config.influx)
+        self.influx = None if influx is None else InfluxSink(influx, self.catalogue, data / "influx-spool",
+                                                              self.metrics)
+        if self.influx is not None:
+            self.book.subscribe(self.influx.on_event)
+            log.info("writing readings and alert events to InfluxDB at %s, bucket %s", influx.url, influx.bucket)
+        orphans = restore_detector_state(self.detectors, self.book)
         if orphans:
             log.warning("cleared %d alerts whose rule or sensor left the configuration", len(orphans))
 
         self.pipeline = Pipeline(
             catalogue=self.catalogue, decoder=TelemetryDecoder(self.catalogue, config.storage.retention_days),
-            detector=self.detector, book=self.book, archive=self.archive, dead_letters=self.dead_letters,
+            detectors=self.detectors, book=self.book, dead_letters=self.dead_letters,
+            archive=self.archive if self.influx is None else MirroredArchive(self.archive, self.influx),
             metrics=self.metrics, last_values=self.last_values, publish=self.source.publish,
-            topic_prefix=config.mqtt.topic_prefix)
+            topic_prefix=config.mqtt.topic_prefix, backfill_after_s=config.alerting.backfill_after_s)
         self.context = AppContext(
             catalogue=self.catalogue, book=self.book, store=self.store, archive=self.archive,
             dead_letters=self.dead_letters, last_values=self.last_values, tokens=self.tokens, metrics=self.metrics,
-            healthy=lambda: self.source.subscribed, status=self._status, auth=config.http.auth)
+            healthy=lambda: self.source.subscribed, status=self._status, auth=config.http.auth,
+            config=config)
 
     def _publish_alert_event(self, event: Event) -> None:
         topic = f"{self.config.mqtt.topic_prefix}/alerts/{event.alert.domain}/{event.alert.level}"
@@ -145,7 +154,8 @@ class Service:
         return {"mqtt": self.source.address.url, "subscribed": self.source.subscribed,
                 "readings": self.pipeline.readings_total, "backlog": self.source.backlog(),
                 "sensors": len(self.catalogue.sensors), "channels": len(self.catalogue),
-                "open_alerts": len(self.book.open_alerts()), "seq": self.book.seq}
+                "open_alerts": len(self.book.open_alerts()), "seq": self.book.seq,
+                **({"influx": self.influx.status()} if self.influx is not None else {})}
 
     # -- running ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -183,6 +193,8 @@ class Service:
             pipeline_thread.join(timeout=10)
             self.source.stop()
             self.archive.close()
+            if self.influx is not None:
+                self.influx.close()
             self.store.close()
             self.dead_letters.close()
             self.tokens.close()
@@ -196,7 +208,7 @@ class Service:
             log.warning("telemetry subscription not acknowledged yet by %s; /healthz reports 503 until it is",
                         self.source.address.url)
         print(f"lifeline: {len(self.catalogue.sensors)} sensors, {len(self.catalogue)} channels, "
-              f"{len(self.config.rules)} rules, {len(self.detector.bindings)} rule bindings", flush=True)
+              f"{len(self.config.rules)} rules, {sum(len(d.bindings) for d in self.detectors.all())} rule bindings", flush=True)
         print(f"lifeline: MQTT {self.source.address.url}, telemetry on "
               f"{self.config.mqtt.topic_prefix}/<gateway>/telemetry", flush=True)
         if self.settings.simulate and self.config.http.auth:

@@ -1,0 +1,152 @@
+"""Deadman: a sensor, or a whole gateway, silent for `after` x its reporting interval.
+
+Silence is measured on the wall clock (a silent sensor sends no timestamps) from the arrival
+of its last accepted reading, and evaluated on a timer (`tick`), not only when data arrives.
+A gateway whose sensors all went quiet raises one gateway alert instead of one per sensor:
+while the gateway is silent its sensors' silence is inhibited.
+
+At start-up every sensor is given a grace period (by default `after` x its interval) so a
+restart never floods operators with silence alerts; a silence alert still open from before
+the restart stays active until data returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from detectors.level_machine import LevelMachine, flag_threshold
+from detectors.threshold import Binding, ThresholdFindings, empty_findings
+from ingest.batch import Batch
+from lifeline.catalogue import Catalogue, Channel
+from lifeline.config import Location, Rule, Sensor
+from lifeline.rule_kinds import Deadman
+
+SILENCE_METRIC = "*"  # the alert's metric: silence concerns the whole sensor or gateway
+_NEVER = np.iinfo(np.int64).min // 2
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class DeadmanDetector:
+    """Silence of sensors (first bindings) and gateways (after them), per deadman rule."""
+
+    kind = "deadman"
+
+    def __init__(self, catalogue: Catalogue, rules: Sequence[Rule], clock: Callable[[], int] = _wall_ms):
+        self.clock = clock
+        bindings: list[Binding] = []
+        sensor_of: list[int] = []
+        gateway_rules: list[tuple[Rule, str]] = []
+        for rule in rules:
+            if rule.kind != "deadman":
+                continue
+            gateways = set()
+            for index, sensor in enumerate(catalogue.sensors):
+                owner = catalogue.owner_of(sensor)
+                if any(rule.matches(sensor, owner, metric) for metric in sensor.metrics):
+                    channel = Channel(catalogue.channels_of[sensor.id][next(iter(sensor.metrics))], sensor,
+                                      SILENCE_METRIC, "")
+                    bindings.append(Binding(len(bindings), rule, channel))
+                    sensor_of.append(index)
+                    gateways.add(sensor.gateway)
+            if rule.spec.gateway_level is not None:
+                gateway_rules += [(rule, g) for g in sorted(gateways)]
+        self.n_sensor_bindings = len(bindings)
+        # A gateway binding stands for all its sensors matched by the rule.
+        gateway_members: list[np.ndarray] = []
+        for rule, gateway in gateway_rules:
+            members = np.array([i for i in range(self.n_sensor_bindings)
+                                if bindings[i].rule is rule and bindings[i].channel.sensor.gateway == gateway])
+            sensors = [bindings[i].channel.sensor for i in members]
+            domains = [s.domain for s in sensors]
+            pseudo = Sensor(id=gateway, gateway=gateway, domain=max(set(domains), key=domains.count),
+                            type="gateway", asset=gateway,
+                            location=Location(float(np.mean([s.location.lon for s in sensors])),
+                                              float(np.mean([s.location.lat for s in sensors]))),
+                            metrics={}, interval=min(s.interval for s in sensors))
+            bindings.append(Binding(len(bindings), rule, Channel(-1, pseudo, SILENCE_METRIC, "")))
+            gateway_members.append(members)
+        self.bindings = tuple(bindings)
+        self._members = gateway_members
+        specs: list[Deadman] = [b.rule.spec for b in bindings]
+        #: (sensor bindings,) int - catalogue sensor index of each sensor binding
+        self._sensor = np.array(sensor_of, np.int64)
+        #: (bindings,) int64 - silence allowed before raising, ms
+        self._allowed_ms = np.array([s.after * b.channel.sensor.interval * 1000 for s, b in zip(specs, bindings,
+                                                                                             strict=True)], np.int64)
+        #: (bindings,) int64 - gateway binding of each sensor binding (-1 none)
+        self._gateway_of = np.full(self.n_sensor_bindings, -1, np.int64)
+        for g, members in enumerate(gateway_members):
+            self._gateway_of[members] = self.n_sensor_bindings + g
+        now = self.clock()
+        grace = np.array([s.grace_s * 1000 if s.grace_s is not None else a
+                          for s, a in zip(specs, self._allowed_ms, strict=True)], np.int64)
+        #: (bindings,) int64 - wall-clock ms of the last arrival; the grace period is expressed
+        #: as a pretend arrival so that silence starts counting from start-up.
+        self._last_arrival = now + grace - self._allowed_ms
+        thresholds = [flag_threshold(s.gateway_level if i >= self.n_sensor_bindings else s.level)
+                      for i, s in enumerate(specs)]
+        self._machine = LevelMachine([(b.rule, b.channel) for b in bindings], thresholds)
+        self._channel_sensor = catalogue.channel_sensor
+
+    def update(self, batch: Batch) -> ThresholdFindings:
+        """Readings arrived: their sensors and gateways are alive now."""
+        if len(batch) == 0 or not self.bindings:
+            return empty_findings()
+        sensors = np.unique(self._channel_sensor[batch.channel])
+        alive = np.isin(self._sensor, sensors)
+        if not alive.any():
+            return empty_findings()
+        now = self.clock()
+        self._last_arrival[:self.n_sensor_bindings][alive] = now
+        gateways = np.unique(self._gateway_of[alive])
+        gateways = gateways[gateways >= 0]
+        self._last_arrival[gateways] = now
+        touched = np.concatenate([np.flatnonzero(alive), gateways])
+        return self._evaluate(touched, now)
+
+    def tick(self) -> ThresholdFindings:
+        """Evaluate every binding at the current time; call about once a second."""
+        if not self.bindings:
+            return empty_findings()
+        return self._evaluate(np.arange(len(self.bindings)), self.clock())
+
+    def _evaluate(self, which: np.ndarray, now: int) -> ThresholdFindings:
+        silent = (now - self._last_arrival) > self._allowed_ms
+        if self._members:
+            # A silent gateway inhibits its sensors' silence: one alert for the outage.
+            gateway = self._gateway_of
+            inhibited = np.zeros(self.n_sensor_bindings, bool)
+            has = gateway >= 0
+            inhibited[has] = silent[gateway[has]]
+            silent[:self.n_sensor_bindings] &= ~inhibited
+        flag = silent[which].astype(np.float64)
+        return self._machine.update(which, np.full(which.size, now, np.int64), flag)
+
+    def silent_since(self, binding: int) -> int:
+        return int(self._last_arrival[binding] + self._allowed_ms[binding])
+
+    # -- Detector protocol -----------------------------------------------------------------------
+    def restore(self, binding: int, level: int, started_at: int, last_ts: int) -> None:
+        """An open silence alert stays active after a restart until data really returns."""
+        self._last_arrival[binding] = _NEVER
+        self._machine.restore(binding, level, started_at, last_ts)
+
+    def details(self, binding: int) -> dict:
+        if binding >= self.n_sensor_bindings:
+            return {"kind": "gateway_silent", "gateway": self.bindings[binding].channel.sensor.id}
+        return {"kind": "silent"}
+
+    def message(self, binding: int, level_before: int, level_after: int, value: float, limit: float) -> str:
+        b = self.bindings[binding]
+        sensor = b.channel.sensor
+        allowed_s = self._allowed_ms[binding] / 1000
+        what = f"gateway {sensor.id}" if binding >= self.n_sensor_bindings else f"sensor {sensor.id}"
+        if level_after == 0:
+            return f"{what} reporting again"
+        return f"{what} silent: no data for over {allowed_s:g} s ({b.rule.spec.after:g} x {sensor.interval:g} s interval)"

@@ -1,0 +1,59 @@
+"""Every detector kind the configuration asks for, built from the rules, in evaluation order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from detectors.base import Detector
+from detectors.deadman import DeadmanDetector
+from detectors.threshold import ThresholdDetector
+from detectors.trend import TrendDetector
+from lifeline.catalogue import Catalogue
+from lifeline.config import Rule
+
+
+@dataclass
+class DetectorSet:
+    """Quality runs first so hazard findings of a faulty channel can be marked; silence is
+    evaluated on arrivals and on a timer."""
+
+    quality: QualityDetector
+    hazards: list[Detector]
+    deadman: DeadmanDetector
+
+    def all(self) -> list[Detector]:
+        return [self.quality, *self.hazards, self.deadman]
+
+
+try:  # TEMPORARY while change/quality are being written
+    from detectors.change import ChangeDetector
+    from detectors.quality import QualityDetector
+except ImportError:
+    import numpy as np
+
+    from detectors.threshold import empty_findings
+
+    class _Nothing:
+        kind = "none"
+        bindings = ()
+
+        @classmethod
+        def from_rules(cls, catalogue, rules):
+            detector = cls()
+            detector.faulty = np.zeros(len(catalogue), bool)
+            return detector
+
+        def update(self, batch):
+            return empty_findings()
+
+    ChangeDetector = QualityDetector = _Nothing
+
+
+def build_detectors(catalogue: Catalogue, rules: Sequence[Rule], clock: Callable[[], int] | None = None
+                    ) -> DetectorSet:
+    hazards: list[Detector] = [ThresholdDetector.from_rules(catalogue, rules),
+                               TrendDetector.from_rules(catalogue, rules),
+                               ChangeDetector.from_rules(catalogue, rules)]
+    deadman = DeadmanDetector(catalogue, rules) if clock is None else DeadmanDetector(catalogue, rules, clock)
+    return DetectorSet(quality=QualityDetector.from_rules(catalogue, rules), hazards=hazards, deadman=deadman)
