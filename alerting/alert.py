@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 #: Events caused by detectors, then by operators.
 DETECTOR_EVENTS = ("raised", "escalated", "deescalated", "cleared", "reactivated")
 OPERATOR_EVENTS = ("acknowledged", "dispatched", "closed")
+#: Events of alert management (alerting/deadlines.py, alerting/flapping.py): annotations only.
+MANAGEMENT_EVENTS = ("overdue", "flapping", "settled")
 WORKFLOW = ("new", "acknowledged", "dispatched", "closed")
 
 

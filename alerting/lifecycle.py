@@ -231,6 +231,23 @@ class AlertBook:
             alert.condition = "cleared"
             return self._commit([self._transition(alert, "cleared", self.clock(), by, note)])[0]
 
+    def annotate(self, alert_id: str, event: str, by: str, note: str, fields: dict,
+                 when: Callable[[Alert], bool] | None = None, to: str | None = None) -> Event | None:
+        """Record a transition that moves neither level nor workflow (alert management:
+        overdue, flapping, settled): set the alert's extra `fields` (None removes one).
+        Nothing happens, and None is returned, when the alert is no longer open or `when`
+        says the annotation no longer applies: it is checked under the book's lock."""
+        with self._lock:
+            alert = self._by_id.get(alert_id)
+            if alert is None or (when is not None and not when(alert)):
+                return None
+            for name, value in fields.items():
+                if value is None:
+                    alert.extra.pop(name, None)
+                else:
+                    alert.extra[name] = value
+            return self._commit([self._transition(alert, event, self.clock(), by, note, to)])[0]
+
     def _get(self, alert_id: str) -> Alert:
         alert = self._by_id.get(alert_id)
         if alert is not None:

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS transitions (
     alert TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transitions_alert ON transitions (alert_id, seq);
+CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
 """
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from lifeline.tokens import Principal
 
 OPEN_ACCESS = Principal("admin", "")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class Refused(HTTPException):
@@ -29,11 +30,11 @@ def principal_for(request: Request, token: str | None) -> Principal:
         return OPEN_ACCESS
     if not token:
         context.metrics.auth_refused.labels("401").inc()
-        raise Refused(401, "missing token: send 'Authorization: Bearer <token>'")
+        raise Refused(401, "missing token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     principal = context.tokens.lookup(token)
     if principal is None:
         context.metrics.auth_refused.labels("401").inc()
-        raise Refused(401, "unknown or revoked token")
+        raise Refused(401, "unknown or revoked token", headers=_CHALLENGE)
     return principal
 
 
@@ -61,3 +62,15 @@ def owner_filter(principal: Principal) -> str | None:
 
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+def _staff(request: Request, principal: Viewer) -> Principal:
+    """Reading what belongs to no one owner (silences, notifications, alarm load): not integrators."""
+    if principal.role == "integrator":
+        request.app.state.context.metrics.auth_refused.labels("403").inc()
+        raise Refused(403, "integrators may only read their owner's sensors, alerts and rejections")
+    return principal
+
+
+Staff = Annotated[Principal, Depends(_staff)]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fastapi import HTTPException, Request
+
 from alerting.lifecycle import AlertBook
+from alerting.pager import Pager
 from alerting.store import AlertStore
 from archive.sqlite_archive import ReadingArchive
 from ingest.dead_letters import DeadLetters
@@ -30,3 +33,12 @@ class AppContext:
     status: Callable[[], dict]  # extra fields for /healthz
     auth: bool = True
     config: Config | None = None  # rules (detail charts) and the config file's folder (map base)
+    pager: Pager | None = None  # silences, notifications, audit trail, alarm load
+
+
+def pager_of(request: Request) -> Pager:
+    """The alert-management pager of a request's app; 503 for an app assembled without one."""
+    pager = request.app.state.context.pager
+    if pager is None:
+        raise HTTPException(503, "alert management is not running")
+    return pager

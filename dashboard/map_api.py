@@ -34,12 +34,13 @@ class BaseMap:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._key: tuple[str, int] | None = None
+        self._key: tuple[str, int, int] | None = None
         self._body: dict = {"districts": None, "base": None, "error": None}
 
     def load(self, path: Path | None) -> dict:
         try:
-            key = (str(path), path.stat().st_mtime_ns) if path is not None else None
+            stat = path.stat() if path is not None else None
+            key = (str(path), stat.st_mtime_ns, stat.st_size) if stat is not None else None
         except OSError:
             key = None
         with self._lock:

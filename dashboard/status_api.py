@@ -142,4 +142,6 @@ def status(request: Request, principal: Viewer) -> dict:
         "open_alerts": len(open_alerts), "open_by_level": by_level,
         "rejected": sum(sum(r.values()) for g, r in rejected.items() if own_ids is None or g in own_ids),
         "gateways": {"online": online, "offline": int(seen.sum()) - online, "no_data": int((~seen).sum())},
+        # The InfluxDB sink, when configured: {"up", "lag_s", "spooled", "spool_bytes", ...}.
+        **({"influx": service["influx"]} if owner is None and "influx" in service else {}),
     }

@@ -38,29 +38,60 @@ class BindingIndex:
         return binding, row
 
 
+def stable_argsort(keys: np.ndarray, upper: int) -> np.ndarray:
+    """(k,) intp - stable argsort of non-negative integer `keys` < `upper`.
+
+    numpy sorts 16-bit keys stably with a radix sort, several times faster than its timsort
+    of wider integers; wider keys are sorted 16 bits at a time, least significant first.
+    """
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while upper > 1 << shift:
+        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
+
+
 def rounds(binding: np.ndarray, ts: np.ndarray, last_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Order (binding, ts) pairs for round-by-round evaluation.
 
     Readings older than their binding's `last_ts` (the newest already evaluated) are dropped:
     detectors see each channel's readings in time order, and a late reading is archived but
-    not evaluated.
+    not evaluated. A batch with at most one reading per binding is a single round and needs
+    no sort; otherwise readings are sorted stably by binding with a radix sort, which already
+    gives (binding, ts) order unless a binding's readings are out of time order within the
+    batch (rare; then `np.lexsort`).
+
+    Parameters
+    ----------
+    binding : (k,) intp
+    ts : (k,) int64, epoch ms
+    last_ts : (bindings,) int64, newest ts already evaluated per binding
 
     Returns
     -------
-    order : (k,) intp - indexes into the inputs, round-major; within a round the bindings
-        are distinct and ascending; a binding's readings are in (ts, input) order across rounds
+    order : (j,) intp - indexes into the inputs, round-major; within a round the bindings are
+        distinct (ascending, except in the single-round case where they keep input order); a
+        binding's readings are in (ts, input) order across rounds
     bounds : (rounds + 1,) intp - round r is ``order[bounds[r]:bounds[r + 1]]``
     """
-    on_time = np.flatnonzero(ts >= last_ts[binding])
-    if on_time.size == 0:
-        return on_time, np.zeros(1, np.intp)
-    b, t = binding[on_time], ts[on_time]
-    by_binding = np.lexsort((t, b))
-    sorted_b = b[by_binding]
-    first = np.flatnonzero(np.r_[True, sorted_b[1:] != sorted_b[:-1]])
-    lengths = np.diff(np.r_[first, sorted_b.size])
-    rank = np.arange(sorted_b.size) - np.repeat(first, lengths)
-    by_round = np.argsort(rank, kind="stable")
-    order = on_time[by_binding[by_round]]
+    kept = np.flatnonzero(ts >= last_ts[binding])
+    if kept.size == 0:
+        return kept, np.zeros(1, np.intp)
+    b, t = binding[kept], ts[kept]
+    counts = np.bincount(b, minlength=last_ts.size)
+    if counts.max() <= 1:
+        return kept, np.array([0, kept.size], np.intp)
+    by_binding = stable_argsort(b, last_ts.size)
+    sorted_b, sorted_t = b[by_binding], t[by_binding]
+    same = sorted_b[1:] == sorted_b[:-1]
+    if np.any(same & (sorted_t[1:] < sorted_t[:-1])):
+        by_binding = np.lexsort((t, b))  # the sorted bindings (and `same`) stay as they are
+    # Rank of each reading within its binding = the round that evaluates it.
+    first = np.flatnonzero(np.r_[True, ~same])
+    lengths = np.diff(np.r_[first, b.size])
+    rank = np.arange(b.size) - np.repeat(first, lengths)
+    by_round = stable_argsort(rank, int(lengths.max()))
     bounds = np.r_[0, np.cumsum(np.bincount(rank))].astype(np.intp)
-    return order, bounds
+    return kept[by_binding[by_round]], bounds

@@ -27,7 +27,7 @@ Semantics, per binding (``detectors.change_reference`` is the readable per-readi
     statistic max(d, 0) ("up"), max(-d, 0) ("down") or max of both = |d| ("both").
 
 * **Levels.** The rule's levels are limits on the statistic ("above"), cleared with the
-  hysteresis factor `CLEAR` and raised after the rule's hold time (`for`).
+  hysteresis factor `clear` of the rule (default 0.8) and raised after the rule's hold time (`for`).
 * **Learning.** After warm-up the baseline follows *normal* readings with weight ``learn``
   (exponentially weighted mean and variance, Finch 2009)::
 
@@ -45,8 +45,9 @@ Semantics, per binding (``detectors.change_reference`` is the readable per-readi
 Vectorisation: a batch is evaluated round by round (round k = the k-th reading of every
 binding that has one); each round computes the statistic of all its bindings with array
 operations, feeds it to the LevelMachine, then learns. The level must be known before
-learning, so the LevelMachine runs once per round. Arithmetic is done in the same order as in
-the scalar reference, so the two agree bit for bit.
+learning, so the LevelMachine runs once per round, on the few readings that can change its
+state. Arithmetic is done in the same order as in the scalar reference, so the two agree bit
+for bit.
 """
 
 from __future__ import annotations
@@ -56,19 +57,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.batching import BindingIndex, rounds
+from detectors.batching import BindingIndex
+from detectors.batching import rounds as schedule
+from detectors.formatting import with_unit
 from detectors.level_machine import LevelMachine
-from detectors.threshold import Binding, ThresholdFindings, empty_findings
+from detectors.threshold import Binding, ThresholdFindings, bind_rules, empty_findings
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue
 from lifeline.config import Rule, Threshold
 from lifeline.levels import LEVELS, level_name
 from lifeline.rule_kinds import Change
 
-#: Hysteresis of change levels: an alarm holds until the statistic falls below CLEAR x the
-#: level's limit. `Change` has no `clear` field; 0.8 is the trend rules' default and stops an
-#: EWMA hovering at its limit from chattering.
-CLEAR = 0.8
 #: Floor on the baseline sigma, relative to |mean|: a channel that did not vary during warm-up
 #: (quantised or very steady) would otherwise have sigma 0 and turn its first change of one
 #: quantisation step into an infinite z. 0.1 % of the mean is below any sensor's resolution
@@ -77,28 +76,18 @@ SIGMA_FLOOR_REL = 1e-3
 #: Absolute floor on the baseline sigma, in the channel's unit, for a baseline mean of 0.
 SIGMA_FLOOR_ABS = 1e-9
 
-_CUSUM, _EWMA = 0, 1
 _BOTH, _UP, _DOWN = 0, 1, 2
 _DIRECTION = {"both": _BOTH, "up": _UP, "down": _DOWN}
 _NO_TS = np.iinfo(np.int64).min
 
 
-def bind_kind(catalogue: Catalogue, rules: Sequence[Rule], kind: str) -> tuple[Binding, ...]:
-    """Every (rule, channel) pair for the rules of `kind`, rule-major, channels in catalogue order."""
-    bindings: list[Binding] = []
-    for rule in rules:
-        if rule.kind != kind:
-            continue
-        for channel in catalogue.channels:
-            sensor = channel.sensor
-            if rule.matches(sensor, catalogue.owner_of(sensor), channel.metric):
-                bindings.append(Binding(len(bindings), rule, channel))
-    return tuple(bindings)
+
+
 
 
 def change_threshold(spec: Change) -> Threshold:
     """The levels of a change rule as a threshold on its statistic (sigma units)."""
-    return Threshold(direction="above", levels=dict(spec.levels), clear=CLEAR, hold_s=spec.hold_s)
+    return Threshold(direction="above", levels=dict(spec.levels), clear=spec.clear, hold_s=spec.hold_s)
 
 
 def ewma_scale(lam: float) -> float:
@@ -106,18 +95,8 @@ def ewma_scale(lam: float) -> float:
     return math.sqrt(lam / (2.0 - lam))
 
 
-def format_number(value: float) -> str:
-    """A reading for an operator: two decimals for small values, fewer for large ones."""
-    magnitude = abs(value)
-    if magnitude < 100:
-        return f"{value:.2f}"
-    if magnitude < 10_000:
-        return f"{value:.1f}"
-    return f"{value:.0f}"
 
 
-def with_unit(value: float, unit: str) -> str:
-    return f"{format_number(value)} {unit}" if unit else format_number(value)
 
 
 class ChangeDetector:
@@ -144,9 +123,9 @@ class ChangeDetector:
         self._index = BindingIndex(np.array([b.channel.index for b in self.bindings], np.int64), n_channels)
 
         # -- parameters, (bindings,) each ---------------------------------------------------------
-        #: _CUSUM or _EWMA
+        #: bool - True for a cusum rule, False for ewma
         self._is_cusum = np.array([s.method == "cusum" for s in specs], bool)
-        #: _BOTH, _UP or _DOWN
+        #: int8 - _BOTH, _UP or _DOWN
         self._direction = np.array([_DIRECTION[s.direction] for s in specs], np.int8)
         #: CUSUM allowance, sigma units
         self._k = np.array([s.k for s in specs], np.float64)
@@ -156,7 +135,7 @@ class ChangeDetector:
         #: readings that form the baseline
         self._warmup = np.array([s.warmup for s in specs], np.int32)
         #: weight with which the baseline follows normal readings
-        self._learn = np.array([s.learn for s in specs], np.float64)
+        self._learn_weight = np.array([s.learn for s in specs], np.float64)
         #: lowest level's limit (sigma units): statistics at or above it are never learned
         self._lowest = np.array([_ordered(s.levels)[0] for s in specs], np.float64)
         #: highest level's limit: the cap on the CUSUM sums
@@ -189,7 +168,7 @@ class ChangeDetector:
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ChangeDetector:
         """Bind every rule of kind "change" to every channel it matches (rule-major)."""
-        return cls(bind_kind(catalogue, rules, "change"), len(catalogue))
+        return cls(bind_rules(catalogue, rules, "change"), len(catalogue))
 
     # -- evaluation ------------------------------------------------------------------------------
 
@@ -202,7 +181,7 @@ class ChangeDetector:
             return empty_findings()
         ts = np.asarray(batch.ts, np.int64)[row]
         value = np.asarray(batch.value, np.float64)[row]
-        order, bounds = rounds(binding, ts, self._last_ts)
+        order, bounds = schedule(binding, ts, self._last_ts)
         parts = []
         for r in range(bounds.size - 1):
             pick = order[bounds[r]:bounds[r + 1]]
@@ -226,24 +205,32 @@ class ChangeDetector:
         warming = self._count[b] < self._warmup[b]
         if warming.any():
             stat = np.full(b.size, np.nan)
-            w = np.flatnonzero(warming)
-            self._warm_up(b[w], x[w])
+            self._warm_up(b[warming], x[warming])
             ready = np.flatnonzero(~warming)
-            rb, rx = b[ready], x[ready]
             if ready.size:
-                stat[ready] = self._statistic(rb, rx)
+                stat[ready] = self._statistic(b[ready], x[ready])
         else:
-            ready = None
-            rb, rx = b, x
             stat = self._statistic(b, x)
-        found = self._machine.update(b, t, stat)
-        if rb.size:
-            before = self._level[rb]
-            if len(found):
-                self._level[found.binding] = found.level_after
-            after = self._level[rb]
-            rstat = stat if ready is None else stat[ready]
-            self._learn_and_restart(rb, rx, rstat, before, after)
+        lowest = self._lowest[b]
+        before = self._level[b]
+        # Only readings that can change the level machine's state are fed to it: with level 0,
+        # a statistic below the lowest level and no run pending from the previous reading
+        # (whose statistic was below it too) a reading leaves every level and `since` as they
+        # are. That is nearly every reading in steady operation. (NaN compares false:
+        # warm-up readings are never fed.)
+        feed = np.flatnonzero((before > 0) | (stat >= lowest) | (self._stat[b] >= lowest))
+        found = self._machine.update(b[feed], t[feed], stat[feed]) if feed.size else empty_findings()
+        if len(found):
+            self._level[found.binding] = found.level_after
+        # Normal readings are learned: level 0 before, and a statistic below the lowest level
+        # (which implies level 0 after: raising any level needs at least the lowest).
+        self._learn(b, x, (before == 0) & (stat < lowest))
+        cleared = found.binding[(found.level_before > 0) & (found.level_after == 0)]
+        if cleared.size:
+            # The alarm is over: restart the chart.
+            self._upper[cleared] = 0.0
+            self._lower[cleared] = 0.0
+            self._ewma[cleared] = self._mean[cleared]
         self._stat[b] = stat
         self._value[b] = x
         self._last_ts[b] = t
@@ -301,23 +288,16 @@ class ChangeDetector:
         d = (e - mean) / (sigma * self._ewma_scale[b])
         return _directional(np.maximum(d, 0.0), np.maximum(-d, 0.0), self._direction[b])
 
-    def _learn_and_restart(self, b: np.ndarray, x: np.ndarray, stat: np.ndarray, before: np.ndarray,
-                           after: np.ndarray) -> None:
-        """Learn normal readings into the baseline; restart the chart where an alarm cleared."""
-        normal = np.flatnonzero((before == 0) & (after == 0) & (stat < self._lowest[b]))
-        if normal.size:
-            nb, nx = b[normal], x[normal]
-            learn = self._learn[nb]
-            mean = self._mean[nb]
-            diff = nx - mean
-            incr = learn * diff
-            self._mean[nb] = mean + incr
-            self._var[nb] = (1.0 - learn) * (self._var[nb] + diff * incr)
-        cleared = b[(before > 0) & (after == 0)]
-        if cleared.size:
-            self._upper[cleared] = 0.0
-            self._lower[cleared] = 0.0
-            self._ewma[cleared] = self._mean[cleared]
+    def _learn(self, b: np.ndarray, x: np.ndarray, normal: np.ndarray) -> None:
+        """The baseline follows the `normal` readings: exponentially weighted mean and variance."""
+        learn = self._learn_weight[b]
+        mean, var = self._mean[b], self._var[b]
+        diff = x - mean
+        incr = learn * diff
+        # np.where over the whole round: cheaper than gathering the normal subset, which is
+        # nearly all of it.
+        self._mean[b] = np.where(normal, mean + incr, mean)
+        self._var[b] = np.where(normal, (1.0 - learn) * (var + diff * incr), var)
 
     # -- Detector protocol -------------------------------------------------------------------------
 

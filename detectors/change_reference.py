@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.change import CLEAR, SIGMA_FLOOR_ABS, SIGMA_FLOOR_REL, bind_kind, ewma_scale
-from detectors.threshold import Binding, ThresholdFindings
+from detectors.change import SIGMA_FLOOR_ABS, SIGMA_FLOOR_REL, ewma_scale
+from detectors.threshold import Binding, ThresholdFindings, bind_rules
 from detectors.threshold_reference import ReferenceThresholdDetector
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
@@ -50,14 +50,14 @@ class ReferenceChangeDetector:
         streams = []
         for b in self.bindings:
             spec: Change = b.rule.spec
-            threshold = Threshold("above", dict(spec.levels), CLEAR, spec.hold_s)
+            threshold = Threshold("above", dict(spec.levels), spec.clear, spec.hold_s)
             channel = Channel(b.index, b.channel.sensor, b.channel.metric, b.channel.unit)
             streams.append(Binding(b.index, Rule(b.rule.id, {}, threshold), channel))
         self.levels = ReferenceThresholdDetector(streams, len(streams))
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ReferenceChangeDetector:
-        return cls(bind_kind(catalogue, rules, "change"), len(catalogue))
+        return cls(bind_rules(catalogue, rules, "change"), len(catalogue))
 
     def level(self) -> np.ndarray:
         return self.levels.level()

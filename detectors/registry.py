@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from detectors.base import Detector
+from detectors.change import ChangeDetector
 from detectors.deadman import DeadmanDetector
+from detectors.quality import QualityDetector
 from detectors.threshold import ThresholdDetector
 from detectors.trend import TrendDetector
 from lifeline.catalogue import Catalogue
@@ -24,30 +26,6 @@ class DetectorSet:
 
     def all(self) -> list[Detector]:
         return [self.quality, *self.hazards, self.deadman]
-
-
-try:  # TEMPORARY while change/quality are being written
-    from detectors.change import ChangeDetector
-    from detectors.quality import QualityDetector
-except ImportError:
-    import numpy as np
-
-    from detectors.threshold import empty_findings
-
-    class _Nothing:
-        kind = "none"
-        bindings = ()
-
-        @classmethod
-        def from_rules(cls, catalogue, rules):
-            detector = cls()
-            detector.faulty = np.zeros(len(catalogue), bool)
-            return detector
-
-        def update(self, batch):
-            return empty_findings()
-
-    ChangeDetector = QualityDetector = _Nothing
 
 
 def build_detectors(catalogue: Catalogue, rules: Sequence[Rule], clock: Callable[[], int] | None = None

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.batching import stable_argsort
+from detectors.formatting import format_number
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
 from lifeline.config import Rule
@@ -119,9 +121,6 @@ def empty_findings() -> ThresholdFindings:
     )
 
 
-def format_number(value: float) -> str:
-    """Readings as operators read them: 21.5, 0.142, 1.2e+07."""
-    return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.6g}"
 
 
 def hold_ms(rule: Rule) -> int:
@@ -129,14 +128,11 @@ def hold_ms(rule: Rule) -> int:
     return int(round(rule.threshold.hold_s * 1000))
 
 
-def bind_rules(catalogue: Catalogue, rules: Sequence[Rule]) -> tuple[Binding, ...]:
-    """Every (rule, channel) pair the rule matches, rule-major, channels in catalogue order.
-
-    Rules without a threshold are skipped.
-    """
+def bind_rules(catalogue: Catalogue, rules: Sequence[Rule], kind: str = "threshold") -> tuple[Binding, ...]:
+    """Every (rule, channel) pair for the rules of `kind`, rule-major, channels in catalogue order."""
     bindings: list[Binding] = []
     for rule in rules:
-        if getattr(rule, "threshold", None) is None:
+        if rule.kind != kind:
             continue
         for channel in catalogue.channels:
             sensor = channel.sensor
@@ -313,7 +309,7 @@ class ThresholdDetector:
             found = self._round(binding, ts, value)
             return empty_findings() if found is None else found
 
-        order = _stable_argsort(binding, len(self.bindings))
+        order = stable_argsort(binding, len(self.bindings))
         sorted_binding, sorted_ts = binding[order], ts[order]
         same = sorted_binding[1:] == sorted_binding[:-1]
         if np.any(same & (sorted_ts[1:] < sorted_ts[:-1])):
@@ -329,7 +325,7 @@ class ThresholdDetector:
         last = first + lengths - 1
         self._last_ts[binding[last]] = ts[last]
         # Round-major order; within a round bindings stay ascending and distinct.
-        by_round = _stable_argsort(rank, int(lengths.max()))
+        by_round = stable_argsort(rank, int(lengths.max()))
         binding, ts, value = binding[by_round], ts[by_round], value[by_round]
         bounds = np.r_[0, np.cumsum(np.bincount(rank))]
         parts = []
@@ -434,19 +430,6 @@ def _highest(mask: np.ndarray) -> np.ndarray:
     return np.max(mask.view(np.int8) * _LEVEL, axis=0)
 
 
-def _stable_argsort(keys: np.ndarray, upper: int) -> np.ndarray:
-    """(k,) intp - stable argsort of non-negative integer `keys` < `upper`.
-
-    numpy sorts 16-bit keys stably with a radix sort, several times faster than its timsort
-    of wider integers; wider keys are sorted 16 bits at a time, least significant first.
-    """
-    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
-    shift = 16
-    while upper > 1 << shift:
-        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
-        order = order[np.argsort(digit, kind="stable")]
-        shift += 16
-    return order
 
 
 def _concat(parts: list[ThresholdFindings]) -> ThresholdFindings:

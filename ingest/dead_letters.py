@@ -40,8 +40,12 @@ class DeadLetters:
                 for r, payload in entries]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO rejections (received_at, gateway, sensor, reason, detail, payload) "
-                                 "VALUES (?,?,?,?,?,?)", rows)
+            try:
+                self._db.executemany("INSERT INTO rejections (received_at, gateway, sensor, reason, detail, "
+                                     "payload) VALUES (?,?,?,?,?,?)", rows)
+            except Exception:
+                self._db.execute("ROLLBACK")  # an open transaction would refuse every later BEGIN
+                raise
             self._since_prune += len(rows)
             if self._since_prune > self.capacity // 10:
                 self._since_prune = 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 
 import msgspec
@@ -26,6 +27,7 @@ from lifeline.catalogue import Catalogue
 FUTURE_TOLERANCE_MS = 5 * 60 * 1000
 _READING_KEYS = frozenset(("ts", "dt", "values"))
 _DAY_MS = 86_400_000
+_FAR_MS = 10**15  # ~30,000 years: any timestamp or span beyond it is absurd
 
 
 class _Refused(Exception):
@@ -68,6 +70,16 @@ def _parse(payload: bytes) -> object:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float)  # bool is an int: booleans count as 0/1
+
+
+_MAX_FLOAT_INT = int(sys.float_info.max)
+
+
+def _finite(value: int | float) -> bool:
+    """A number that is a finite float64: JSON integers are unbounded, floats may be NaN/inf."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return -_MAX_FLOAT_INT <= value <= _MAX_FLOAT_INT
 
 
 class TelemetryDecoder:
@@ -182,7 +194,9 @@ class TelemetryDecoder:
 
     def _sensor_refused(self, sensor_id: str, index: int | None, gateway: str, received_ms: int) -> Rejection:
         if index is None:
-            return Rejection(gateway, "unknown_sensor", str(sensor_id)[:200],
+            # The id goes to the errors topic and the dead-letter store: make it valid UTF-8.
+            shown = str(sensor_id)[:200].encode("utf-8", "replace").decode("utf-8")
+            return Rejection(gateway, "unknown_sensor", shown,
                              f"sensor {str(sensor_id)[:64]!r} is not in the catalogue", received_ms)
         return Rejection(gateway, "not_owner", sensor_id, f"sensor {sensor_id} belongs to another gateway",
                          received_ms)
@@ -218,7 +232,7 @@ class TelemetryDecoder:
         if isinstance(ts, bool) or not isinstance(ts, int):
             raise _Refused("invalid_shape", f"'ts' must be integer epoch milliseconds, got {ts!r}"[:200])
         dt = reading.get("dt")
-        if dt is not None and (isinstance(dt, bool) or not _is_number(dt) or not math.isfinite(dt) or dt <= 0):
+        if dt is not None and (isinstance(dt, bool) or not _is_number(dt) or not _finite(dt) or dt <= 0):
             raise _Refused("invalid_shape", f"'dt' must be a positive number of milliseconds, got {dt!r}"[:200])
 
         length = None
@@ -238,15 +252,19 @@ class TelemetryDecoder:
                         raise _Refused("invalid_value", f"metric {metric!r} has a non-number sample {sample!r}"[:200])
             elif not _is_number(value):
                 raise _Refused("invalid_value", f"metric {metric!r} is not a number: {value!r}"[:200])
-            elif not math.isfinite(value):
-                raise _Refused("invalid_value", f"metric {metric!r} is not finite: {value!r}")
+            elif not _finite(value):
+                raise _Refused("invalid_value", f"metric {metric!r} is not finite: {value!r}"[:200])
 
-        last_ts = ts if length is None else ts + int(math.floor((length - 1) * dt))
+        # Python ints are unbounded: cap what is turned into floats for the details.
+        span = 0 if length is None else (length - 1) * dt
+        last_ts = ts + (math.floor(span) if span < _FAR_MS else _FAR_MS)
         if last_ts > latest_ms:
-            raise _Refused("future_timestamp", f"ts {last_ts} is {(last_ts - received_ms) / 1000:.0f} s ahead of arrival")
+            ahead_s = min(last_ts - received_ms, _FAR_MS) / 1000
+            raise _Refused("future_timestamp", f"ts {last_ts} is {ahead_s:.0f} s ahead of arrival"[:300])
         if ts < earliest_ms:
+            days = min(received_ms - ts, _FAR_MS) / _DAY_MS
             raise _Refused("stale_timestamp", f"ts {ts} is older than the retention "
-                                              f"({(received_ms - ts) / _DAY_MS:.1f} days before arrival)")
+                                              f"({days:.1f} days before arrival)"[:300])
 
         if length is None:
             for metric, value in metric_values.items():
@@ -259,7 +277,10 @@ class TelemetryDecoder:
         pending = []
         for metric, value in metric_values.items():
             if isinstance(value, list):
-                samples = np.asarray(value, dtype=np.float64)
+                try:
+                    samples = np.asarray(value, dtype=np.float64)
+                except OverflowError:  # an integer beyond float64
+                    raise _Refused("invalid_value", f"metric {metric!r} has a non-finite sample") from None
                 if not np.isfinite(samples).all():
                     raise _Refused("invalid_value", f"metric {metric!r} has a non-finite sample")
                 pending.append((np.full(length, metric_channels[metric], np.int32), offsets, samples))

@@ -8,10 +8,11 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
-from lifeline.config import Config, ConfigError, load_config
+from lifeline.config import Config, ConfigError, Problem, load_config
 
 DEMO_CONFIG = "demo/lifeline.yaml"
 
@@ -64,19 +65,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"  rules:    {len(config.rules)}")
     print(f"  mqtt:     {config.mqtt.url or 'private broker (started by lifeline up)'}"
           f", topic prefix {config.mqtt.topic_prefix!r}")
+    alerting = config.alerting.management
+    print(f"  alerting: {len(alerting.receivers)} receivers, {len(alerting.routes)} routes, "
+          f"{len(alerting.inhibit_rules)} inhibit rules, deadlines for {', '.join(alerting.deadlines) or 'no level'}")
     for warning in config.warnings:
         print(f"warning: {warning}")
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulators.run import simulate
+    from simulators.commands import run_simulate
 
-    config = _load(args.config)
-    summary = simulate(config, args.mqtt, scenario=args.scenario, speed=args.speed, duration=args.duration,
-                       truth_path=Path(args.truth) if args.truth else None, seed=args.seed)
-    print(f"lifeline simulate: {summary}")
-    return 0
+    return run_simulate(args, _load)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from simulators.commands import run_score
+
+    return run_score(args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -90,7 +96,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     from simulators.replay import record
 
-    count = record(args.mqtt, Path(args.out), topic_prefix=args.topic_prefix, duration=args.duration)
+    count = record(args.mqtt, Path(args.out), topic_filter=f"{args.topic_prefix}/+/telemetry", duration=args.duration,
+                   log=lambda line: print(line, flush=True))
     print(f"lifeline record: {count} messages written to {args.out}")
     return 0
 
@@ -108,6 +115,107 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    from lifeline.tokens import TokenStore
+
+    data = Path(args.data or os.environ.get("LIFELINE_DATA") or "data")
+    print(f"{'id':12}  {'role':10}  {'owner':30}  {'created (UTC)':19}  state")
+    for entry in TokenStore(data / "lifeline.db").entries():
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry["created_at"] / 1000))
+        state = "revoked" if entry["revoked"] else "active"
+        print(f"{entry['id']:12}  {entry['role']:10}  {entry['owner'] or '-':30}  {created:19}  {state}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    from lifeline.tokens import TokenStore
+
+    data = Path(args.data or os.environ.get("LIFELINE_DATA") or "data")
+    try:
+        revoked = TokenStore(data / "lifeline.db").revoke(args.id)
+    except ValueError as exc:
+        print(f"lifeline tokens: {exc}", file=sys.stderr)
+        return 2
+    if not revoked:
+        print(f"lifeline tokens: no active token {args.id}", file=sys.stderr)
+        return 1
+    print(f"token {args.id} revoked")
+    return 0
+
+
+def _editable_config(path: str | None) -> Path:
+    """The configuration a gateway command changes: never the demo city inside the package."""
+    if path:
+        return Path(path)
+    if Path("lifeline.yaml").is_file():
+        return Path("lifeline.yaml")
+    raise ConfigError([Problem("lifeline.yaml", None, "", "not found; pass --config FILE")])
+
+
+def cmd_gateways_mosquitto(args: argparse.Namespace) -> int:
+    from lifeline.gateways import GatewayError, write_mosquitto_files
+
+    out = Path(args.out)
+    try:
+        created = write_mosquitto_files(Path(args.config), out)
+    except GatewayError as exc:
+        print(f"lifeline gateways: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'passwd'}, {out / 'acl'} and {out / 'lifeline.env'} (the service's MQTT URL)")
+    for user, password in created.items():
+        print(f"new account {user}: password {password}  (shown once; only its hash is kept)")
+    print("reload a running Mosquitto to apply them: kill -HUP <pid> (compose: docker compose kill -s HUP mosquitto)")
+    return 0
+
+
+def cmd_gateways_add(args: argparse.Namespace) -> int:
+    from lifeline.gateways import GatewayError, add_gateway
+
+    config = _editable_config(args.config)
+    try:
+        password = add_gateway(config, args.id, args.owner)
+    except GatewayError as exc:
+        print(f"lifeline gateways: {exc}", file=sys.stderr)
+        return 2
+    prefix = load_config(config).mqtt.topic_prefix
+    print(f"gateway {args.id} ({args.owner}) added to {config}")
+    print(f"user: {args.id}")
+    print(f"password: {password}")
+    print("The password is shown once; only its hash is kept. The gateway publishes to "
+          f"{prefix}/{args.id}/telemetry and reads {prefix}/{args.id}/errors.")
+    print(f"Activate it: lifeline gateways mosquitto --config {config} --out DIR, then reload Mosquitto.")
+    return 0
+
+
+def cmd_gateways_passwd(args: argparse.Namespace) -> int:
+    from lifeline.gateways import GatewayError, rotate_password
+
+    config = _editable_config(args.config)
+    try:
+        password = rotate_password(config, args.id)
+    except GatewayError as exc:
+        print(f"lifeline gateways: {exc}", file=sys.stderr)
+        return 2
+    print(f"password: {password}")
+    print(f"The old password works until you run `lifeline gateways mosquitto --config {config} --out DIR` "
+          "and reload Mosquitto.")
+    return 0
+
+
+def cmd_webhook_print(args: argparse.Namespace) -> int:
+    from simulators.webhook_print import WebhookPrinter
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"lifeline webhook-print: --listen expects HOST:PORT, got {args.listen!r}", file=sys.stderr)
+        return 2
+    printer = WebhookPrinter(host, int(port))
+    print(f"lifeline webhook-print: receiving notifications at {printer.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        printer.server.serve_forever()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lifeline", description="City lifeline monitoring and early warning")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -122,15 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--scenario", default="default", help="simulator scenario with --simulate")
     up.set_defaults(func=cmd_up)
 
-    sim = sub.add_parser("simulate", help="publish simulated gateway traffic")
-    sim.add_argument("--mqtt", required=True)
-    sim.add_argument("--config")
-    sim.add_argument("--scenario", default="default")
-    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
-    sim.add_argument("--duration", type=float, help="wall-clock seconds to run (default: until interrupted)")
-    sim.add_argument("--truth", help="write injected incidents as JSON lines to this file")
-    sim.add_argument("--seed", type=int, default=1)
+    from simulators.commands import add_score_arguments, add_simulate_arguments
+
+    sim = sub.add_parser("simulate", help="publish simulated gateway traffic (--city N: a generated city)")
+    add_simulate_arguments(sim)
     sim.set_defaults(func=cmd_simulate)
+
+    score = sub.add_parser("score", help="match alerts to a run's ground truth: detected, delays, false alerts")
+    add_score_arguments(score)
+    score.set_defaults(func=cmd_score)
 
     rep = sub.add_parser("replay", help="publish a recorded feed with its original timing")
     rep.add_argument("file")
@@ -146,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--duration", type=float)
     rec.set_defaults(func=cmd_record)
 
+    sub.add_parser("bench", help="measure end-to-end ingestion throughput (lifeline bench --help)")
+
+    hook = sub.add_parser("webhook-print", help="receive webhook notifications and print them (demo, route tests)")
+    hook.add_argument("--listen", default="127.0.0.1:8099", help="HOST:PORT (default 127.0.0.1:8099, the demo's)")
+    hook.set_defaults(func=cmd_webhook_print)
+
     chk = sub.add_parser("check", help="validate a configuration file")
     chk.add_argument("file")
     chk.set_defaults(func=cmd_check)
@@ -157,10 +271,38 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--owner", help="gateway owner an integrator token may read")
     create.add_argument("--data", help="data folder of the service")
     create.set_defaults(func=cmd_tokens_create)
+    listing = tokens_sub.add_parser("list", help="list tokens (ids, roles, owners; never the secrets)")
+    listing.add_argument("--data", help="data folder of the service")
+    listing.set_defaults(func=cmd_tokens_list)
+    revoke = tokens_sub.add_parser("revoke", help="revoke a token; a running service refuses it at once")
+    revoke.add_argument("id", help="token id from `lifeline tokens list`")
+    revoke.add_argument("--data", help="data folder of the service")
+    revoke.set_defaults(func=cmd_tokens_revoke)
+
+    gateways = sub.add_parser("gateways", help="gateway credentials and the Mosquitto files that enforce them")
+    gateways_sub = gateways.add_subparsers(dest="gateways_command", required=True)
+    mosq = gateways_sub.add_parser("mosquitto", help="write Mosquitto passwd and acl files for every gateway")
+    mosq.add_argument("--config", required=True, help="configuration file")
+    mosq.add_argument("--out", required=True, help="folder for passwd, acl and lifeline.env")
+    mosq.set_defaults(func=cmd_gateways_mosquitto)
+    add = gateways_sub.add_parser("add", help="register a gateway and print its password once")
+    add.add_argument("id", help="gateway id, also its MQTT user name")
+    add.add_argument("--owner", required=True, help="the enterprise that runs it")
+    add.add_argument("--config", help="configuration file (default ./lifeline.yaml)")
+    add.set_defaults(func=cmd_gateways_add)
+    passwd = gateways_sub.add_parser("passwd", help="give a gateway a new password (printed once)")
+    passwd.add_argument("id")
+    passwd.add_argument("--config", help="configuration file (default ./lifeline.yaml)")
+    passwd.set_defaults(func=cmd_gateways_passwd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the benchmark parses its own options
+        from lifeline.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

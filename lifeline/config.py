@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from lifeline.alerting_config import KEYS as _ALERT_MANAGEMENT_KEYS
+from lifeline.alerting_config import AlertManagementSettings, parse_alert_management
 from lifeline.config_checks import Checker as _Checker
 from lifeline.config_checks import Problem
 from lifeline.config_checks import line_of as _line
@@ -158,6 +160,8 @@ class AlertingSettings:
     #: readings older than this when they arrive are backfill: alerts they raise and clear
     #: again within the backfill are kept as history and page no one
     backfill_after_s: float = 300.0
+    #: deadlines, escalation, receivers, routes, inhibition, flapping (lifeline/alerting_config.py)
+    management: AlertManagementSettings = AlertManagementSettings()
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,8 @@ def _influx(chk: _Checker, raw: LineDict) -> InfluxSettings | None:
                 chk.error(raw.line, f"influx.{key}", "missing")
             continue
         values[key] = _text(chk, raw[key], raw.line_of(key), f"influx.{key}")
+    if values.get("url") and not re.match(r"^https?://[^/\s]+", values["url"]):
+        chk.error(raw.line_of("url"), "influx.url", f"expected http://host:port or https://..., got {values['url']!r}")
     for key, kind in limits.items():
         if key in raw:
             number = _number(chk, raw[key], raw.line_of(key), f"influx.{key}", positive=True)
@@ -560,7 +566,8 @@ def parse_config(text: str, file: str = "<config>", base: Path | None = None) ->
     storage = _storage(chk, section("storage"), base)
     influx = _influx(chk, section("influx")) if raw.get("influx") else None
     alerting_raw = section("alerting")
-    _unknown_keys(chk, alerting_raw, ("backfill_after",), "alerting")
+    _unknown_keys(chk, alerting_raw, ("backfill_after", *_ALERT_MANAGEMENT_KEYS), "alerting")
+    management = parse_alert_management(chk, alerting_raw)
     backfill = _number(chk, alerting_raw.get("backfill_after", 300), alerting_raw.line_of("backfill_after"),
                        "alerting.backfill_after", positive=True) or 300.0
     gateways = _gateways(chk, raw.get("gateways"), raw.line_of("gateways"))
@@ -606,7 +613,7 @@ def parse_config(text: str, file: str = "<config>", base: Path | None = None) ->
         if not any(rule.matches(s, owners.get(s.gateway), m) for s in sensors for m in s.metrics):
             warnings.append(f"{file}:{rule.line}: rules[{rule.id}]: matches no sensor metric")
     return Config(mqtt=mqtt, http=http, storage=storage, influx=influx,
-                  alerting=AlertingSettings(backfill_after_s=backfill), gateways=tuple(gateways),
+                  alerting=AlertingSettings(backfill_after_s=backfill, management=management), gateways=tuple(gateways),
                   sensors=tuple(sensors), rules=tuple(rules), source=None, warnings=tuple(warnings))
 
 

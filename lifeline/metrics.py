@@ -46,6 +46,14 @@ class Metrics:
                                       registry=r)
         self.influx_dropped = Counter("lifeline_influx_dropped", "Readings and alert events dropped because the "
                                       "spool reached influx.spool_max_mb", registry=r)
+        # Notifications (alerting/delivery.py, alerting/dispatcher.py); receiver names come from the config.
+        # The alarm-load gauges (lifeline_alarm_*) are computed at scrape time by alerting/alarm_load.py.
+        self.notifications = Counter("lifeline_notifications", "Notification delivery attempts by receiver and "
+                                     "outcome (sent, failed: will retry, given_up)", ["receiver", "outcome"], registry=r)
+        self.notifications_pending = Gauge("lifeline_notifications_pending", "Notifications waiting for delivery "
+                                           "or a retry", ["receiver"], registry=r)
+        self.notifications_suppressed = Counter("lifeline_notifications_suppressed", "Alert notifications held back "
+                                                "by reason (silenced, inhibited, flapping)", ["reason"], registry=r)
         self._gateway_labels: set[str] = set()
 
     def gateway_label(self, gateway: str) -> str:

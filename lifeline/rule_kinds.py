@@ -50,6 +50,7 @@ class Change:
     learn: float  # weight with which the baseline follows normal readings after warm-up
     direction: str  # up | down | both
     hold_s: float
+    clear: float = 0.8  # hysteresis: an alarm holds until the statistic is below clear x its level
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ def parse_trend(chk: Checker, raw: LineDict, path: str) -> Trend | None:
 
 
 def parse_change(chk: Checker, raw: LineDict, path: str) -> Change | None:
-    unknown_keys(chk, raw, ("method", "levels", "k", "lambda", "warmup", "learn", "direction", "for"), path)
+    unknown_keys(chk, raw, ("method", "levels", "k", "lambda", "warmup", "learn", "direction", "for", "clear"),
+                 path)
     method = raw.get("method", "cusum")
     if method not in ("cusum", "ewma"):
         chk.error(raw.line_of("method"), f"{path}.method", f"expected cusum or ewma, got {method!r}")
@@ -181,10 +183,14 @@ def parse_change(chk: Checker, raw: LineDict, path: str) -> Change | None:
         chk.error(raw.line_of("direction"), f"{path}.direction", f"expected up, down or both, got {direction!r}")
         return None
     hold = number(chk, raw.get("for", 0), raw.line_of("for"), f"{path}.for")
-    if None in (levels, k, lam, warmup, learn, hold):
+    clear = number(chk, raw.get("clear", 0.8), raw.line_of("clear"), f"{path}.clear", positive=True)
+    if clear is not None and clear > 1:
+        chk.error(raw.line_of("clear"), f"{path}.clear", f"must be in (0, 1], got {clear}")
+        clear = None
+    if None in (levels, k, lam, warmup, learn, hold, clear):
         return None
     return Change(method=method, levels=levels, k=k, lam=lam, warmup=warmup, learn=learn, direction=direction,
-                  hold_s=hold)
+                  hold_s=hold, clear=clear)
 
 
 def parse_deadman(chk: Checker, raw: LineDict, path: str) -> Deadman | None:
@@ -237,15 +243,17 @@ def parse_quality(chk: Checker, raw: LineDict, path: str) -> Quality | None:
             or 0.0
         ok = ok and stuck_readings is not None
     spike_window = None
-    spike_threshold = 6.0
+    spike_threshold = 8.0
     if "spike" in raw:
         spec = mapping(chk, raw["spike"], raw.line_of("spike"), f"{path}.spike")
         if spec is None:
             return None
         unknown_keys(chk, spec, ("window", "threshold"), f"{path}.spike")
-        spike_window = _int(chk, spec.get("window", 9), spec.line_of("window"), f"{path}.spike.window", 3)
-        spike_threshold = number(chk, spec.get("threshold", 6.0), spec.line_of("threshold"),
-                                 f"{path}.spike.threshold", positive=True) or 6.0
+        # Defaults measured on Gaussian noise: window 25 / threshold 8 flags about 1e-5 of
+        # readings; window 9 / threshold 6 would flag about 1 %.
+        spike_window = _int(chk, spec.get("window", 25), spec.line_of("window"), f"{path}.spike.window", 3)
+        spike_threshold = number(chk, spec.get("threshold", 8.0), spec.line_of("threshold"),
+                                 f"{path}.spike.threshold", positive=True) or 8.0
         ok = ok and spike_window is not None
     max_rate = None
     if "max_rate" in raw:

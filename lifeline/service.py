@@ -20,6 +20,7 @@ from pathlib import Path
 import uvicorn
 
 from alerting.lifecycle import AlertBook, Event
+from alerting.pager import Pager
 from alerting.store import AlertStore
 from archive.influx_sink import InfluxSink, MirroredArchive, influx_settings
 from archive.sqlite_archive import ReadingArchive
@@ -38,6 +39,7 @@ from lifeline.metrics import Metrics
 from lifeline.mqtturl import parse_mqtt_url
 from lifeline.pipeline import Pipeline, restore_detector_state
 from lifeline.tokens import TokenStore
+from simulators.webhook_print import start_demo_printer
 
 log = logging.getLogger("lifeline")
 
@@ -120,6 +122,11 @@ class Service:
         self.book.subscribe(self.hub.on_event)
         self.book.subscribe(self._publish_alert_event)
         self.book.subscribe(self._count_alert_event)
+        # Routes, silences, inhibition, deadlines, flapping, notifications (README "Alert management").
+        self.pager = Pager(config.alerting.management, book=self.book, store=self.store,
+                           sensors=self.catalogue.sensors, db_path=data / "lifeline.db", metrics=self.metrics,
+                           publish=self.source.publish)
+        self.book.subscribe(self.pager.on_event)
         influx = influx_settings(config.influx)
         self.influx = None if influx is None else InfluxSink(influx, self.catalogue, data / "influx-spool",
                                                               self.metrics)
@@ -140,7 +147,7 @@ class Service:
             catalogue=self.catalogue, book=self.book, store=self.store, archive=self.archive,
             dead_letters=self.dead_letters, last_values=self.last_values, tokens=self.tokens, metrics=self.metrics,
             healthy=lambda: self.source.subscribed, status=self._status, auth=config.http.auth,
-            config=config)
+            config=config, pager=self.pager)
 
     def _publish_alert_event(self, event: Event) -> None:
         topic = f"{self.config.mqtt.topic_prefix}/alerts/{event.alert.domain}/{event.alert.level}"
@@ -166,10 +173,14 @@ class Service:
                         self.settings.http_host, self.settings.http_port)
         pipeline_thread = threading.Thread(target=self.pipeline.run, args=(self.source, self.stop_event),
                                            name="pipeline", daemon=True)
+        self.pager.start()
         pipeline_thread.start()
         self.source.start()
 
-        listener = socket.socket(socket.AF_INET6 if ":" in self.settings.http_host else socket.AF_INET)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without
+        # it every answer on a kept-alive connection waited ~40 ms for a delayed ACK.
+        listener = socket.socket(socket.AF_INET6 if ":" in self.settings.http_host else socket.AF_INET,
+                                 socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.settings.http_host, self.settings.http_port))
         port = listener.getsockname()[1]
@@ -179,18 +190,23 @@ class Service:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, server.request_exit)
         url = f"http://{self.settings.http_host}:{port}/"
-        simulator = None
+        simulator = printer = None
         try:
             serving = asyncio.create_task(server.serve(sockets=[listener]))
             await self._announce(url, port)
             if self.settings.simulate:
                 simulator = self._start_simulator()
+                printer = start_demo_printer([r.webhook for r in self.config.alerting.management.receivers
+                                              if r.webhook])
             await serving
         finally:
             self.stop_event.set()
             if simulator is not None:
                 simulator.join(timeout=10)
             pipeline_thread.join(timeout=10)
+            self.pager.stop()
+            if printer is not None:
+                printer.stop()
             self.source.stop()
             self.archive.close()
             if self.influx is not None:

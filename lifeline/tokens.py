@@ -70,6 +70,31 @@ class TokenStore:
                                    (_digest(token),)).fetchone()
         return Principal(row[0], row[1]) if row else None
 
+    def entries(self) -> list[dict]:
+        """Every token without its secret: `id` (first 12 hex digits of its hash), role, owner,
+        created_at (epoch ms), revoked; oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT hash, role, owner, created_at, revoked FROM tokens "
+                                    "ORDER BY created_at, hash").fetchall()
+        return [{"id": h[:12], "role": r, "owner": o, "created_at": c, "revoked": bool(v)}
+                for h, r, o, c, v in rows]
+
+    def revoke(self, token_id: str) -> bool:
+        """Revoke the one token whose id (or a longer prefix of its hash) is `token_id`; refused
+        when it is shorter than 8 hex digits or matches several tokens. The service refuses the
+        token from its next request on."""
+        token_id = token_id.strip().lower()
+        if len(token_id) < 8 or any(c not in "0123456789abcdef" for c in token_id):
+            raise ValueError("a token id is at least 8 hex digits (see `lifeline tokens list`)")
+        with self._lock:
+            matches = self._db.execute("SELECT hash FROM tokens WHERE hash LIKE ? AND revoked = 0",
+                                       (token_id + "%",)).fetchall()
+            if len(matches) > 1:
+                raise ValueError(f"{token_id} matches {len(matches)} tokens; give more digits")
+            if matches:
+                self._db.execute("UPDATE tokens SET revoked = 1 WHERE hash = ?", (matches[0][0],))
+        return bool(matches)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -16,11 +16,20 @@ not); a water-main burst drops pressure within seconds and raises the inlet flow
 overload is a sustained strain peak on one span; an elevator over-speed is a runaway of a few
 seconds stopped by the governor (the car then stays stuck, door closed); a tank over-pressure
 rises over minutes with the temperature (loss of cooling), then is relieved.
+
+These five kinds make the "default" scenario of the demo. The generated city adds more kinds
+(`simulators.city_incidents`: ethane-bearing leaks, the sewer-biogas trap, bursts with negative
+pressure waves, stiffness loss, entrapment, door faults, tank runaway, slow leaks) and sensor
+faults (`simulators.faults`); `simulators.scenarios` combines them into scenarios.
+
+Besides bending values, an incident can trigger waveform captures (`captures`), silence sensors
+(`suppress`), take a gateway offline until it backfills (`offline_gateway`) and lower the natural
+frequencies of vibration channels (`frequency`). Incidents that are not hazards (`hazard=False`:
+biogas, sensor faults) carry `max_level`, the highest hazard level they may be reported at.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +84,17 @@ class Incident:
     alarm_interval_s: float
     effects: tuple[Effect, ...] = ()
     related: tuple[tuple[str, str], ...] = ()  # (sensor id, metric) of the related channels
+    hazard: bool = True  # False: a false-alarm trap or a sensor fault
+    detectors: tuple[str, ...] = ("threshold",)  # detector kinds that can see it (truth field)
+    max_level: str | None = None  # non-hazards: the highest hazard level acceptable (None: none)
+    affected: tuple[Sensor, ...] = ()  # further sensors it affects directly (truth "sensors")
+    leak_location: dict[str, Any] | None = None  # leaks: where the pipe really leaks
+    captures: tuple[tuple[int, int, int], ...] = ()  # (sensor index, start ms, end ms) waveform captures
+    suppress: tuple[tuple[int, float], ...] = ()  # (sensor index, share of readings kept) while active
+    offline_gateway: str | None = None  # a gateway that buffers everything while active
+    frequency: tuple[tuple[int, WeightFn], ...] = ()  # (channel, tau -> natural-frequency factor)
+    alarm_reporting: bool = True  # the primary sensor reports every alarm_interval_s while active
+    details: dict[str, Any] = field(default_factory=dict)  # kind-specific truth fields
 
     @property
     def domain(self) -> str:
@@ -82,12 +102,19 @@ class Incident:
 
     def truth(self) -> dict[str, Any]:
         """The ground-truth record (JSON-serialisable), as written to the --truth file."""
+        sensors = [self.sensor, *(s for s in self.affected if s.id != self.sensor.id)]
+        assets = list(dict.fromkeys(s.asset for s in sensors))
+        extra: dict[str, Any] = {}
+        if self.leak_location is not None:
+            extra["leak_location"] = self.leak_location
+        if self.offline_gateway is not None:
+            extra["gateway"] = self.offline_gateway
         return {
             "id": self.id,
             "kind": self.kind,
             "domain": self.domain,
-            "sensors": [self.sensor.id],
-            "assets": [self.sensor.asset],
+            "sensors": [s.id for s in sensors],
+            "assets": assets,
             "metric": self.metric,
             "start": self.start_ms,
             "end": self.end_ms,
@@ -95,9 +122,14 @@ class Incident:
             "location": {"lon": self.sensor.location.lon, "lat": self.sensor.location.lat},
             "rule": self.rule,
             "threshold": self.threshold,
-            "peak": round(self.peak, 4),
+            "peak": round(self.peak, 4) if math.isfinite(self.peak) else None,
             "description": self.description,
             "related": [{"sensor": s, "metric": m} for s, m in self.related],
+            "hazard": self.hazard,
+            "max_level": self.max_level,
+            "detectors": list(self.detectors),
+            **extra,
+            **self.details,
         }
 
     def active_in(self, start_ms: int, end_ms: int) -> bool:
@@ -120,6 +152,16 @@ class Incident:
             w = effect.weight(tau)
             base = values[mask]
             values[mask] = base * (1.0 - w) + effect.target(tau, base) * w
+
+    def scale_frequency(self, channels: np.ndarray, ts_ms: np.ndarray, scale: np.ndarray) -> None:
+        """Multiply `scale` ((n,) float64, natural-frequency factors) in place where it acts."""
+        inside = (ts_ms >= self.start_ms) & (ts_ms <= self.end_ms)
+        if not inside.any():
+            return
+        for channel, factor in self.frequency:
+            mask = inside & (channels == channel)
+            if mask.any():
+                scale[mask] *= factor((ts_ms[mask] - self.start_ms) / 1000.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,17 +251,17 @@ def rule_for(config: Config, sensor: Sensor, metric: str) -> Rule | None:
     """The first threshold rule of the configuration that watches this channel."""
     owner = config.owner_of(sensor.gateway)
     for rule in config.rules:
-        if rule.matches(sensor, owner, metric):
+        if rule.threshold is not None and rule.matches(sensor, owner, metric):
             return rule
     return None
 
 
-def _bounds(config: Config, sensor: Sensor, metric: str) -> tuple[float, float]:
+def bounds(config: Config, sensor: Sensor, metric: str) -> tuple[float, float]:
     """(upper, lower): how far a related channel may go without reaching any rule's level."""
     owner = config.owner_of(sensor.gateway)
     upper, lower = math.inf, -math.inf
     for rule in config.rules:
-        if rule.matches(sensor, owner, metric):
+        if rule.threshold is not None and rule.matches(sensor, owner, metric):
             lowest = min(rule.threshold.levels.values()) if rule.threshold.direction == "above" \
                 else max(rule.threshold.levels.values())
             if rule.threshold.direction == "above":
@@ -245,17 +287,35 @@ class IncidentKind:
     default_limits: Limits  # when no rule of the configuration watches the channel
     duration_s: float
     offset_s: float  # start within the default scenario's 15-minute round
-    build: Callable[[_Builder], None] = field(repr=False)
+    build: Callable[[IncidentBuilder], None] = field(repr=False)
+    hazard: bool = True
+    detectors: tuple[str, ...] = ("threshold",)  # detector kinds that can see it, best first
+    alarm_reporting: bool = True  # fast onset: the sensor reports every few seconds in alarm
+    alarm_interval_s: float | None = None  # None: ALARM_INTERVAL_S (lifts: 1 s)
+    max_level: str | None = None  # non-hazards: highest acceptable hazard level
+    select: Callable[[Sensor], bool] | None = field(default=None, repr=False)  # overrides domain+metric
+    description: str = ""
+
+    def fits(self, sensor: Sensor) -> bool:
+        if self.select is not None:
+            return self.select(sensor)
+        return sensor.domain == self.domain and self.metric in sensor.metrics
 
     def candidates(self, sensors: Sequence[Sensor]) -> list[int]:
         """Indexes of the sensors this kind can happen to (preferred type first, if any)."""
-        fit = [i for i, s in enumerate(sensors) if s.domain == self.domain and self.metric in s.metrics]
+        fit = [i for i, s in enumerate(sensors) if self.fits(s)]
         preferred = [i for i in fit if self.preferred_type in sensors[i].type]
         return preferred or fit
 
 
-class _Builder:
-    """Collects the effects of one incident while its kind describes them."""
+class IncidentBuilder:
+    """Collects the effects of one incident while its kind describes them.
+
+    Builders set `peak` (through `primary`), `description`, and may override `expected_level`
+    / `threshold` (kinds whose level is not a threshold rule's, e.g. a frequency drop), and add
+    `affected` sensors, a `leak_location`, waveform `captures`, `suppress`ed sensors, an
+    `offline_gateway`, `frequency` factors and truth `details`.
+    """
 
     def __init__(self, config: Config, baseline: Baseline, sensor_index: int, metric: str,
                  start_ms: int, duration_s: float, key: np.uint64, limits: Limits, level: str):
@@ -274,6 +334,28 @@ class _Builder:
         self.effects: list[Effect] = []
         self.related: list[tuple[str, str]] = []
         self.description = ""
+        self.params: dict[str, Any] = {}
+        self.expected_level: str | None = level if limits.rule is not None else None
+        self.threshold: float | None = limits.levels.get(level)
+        self.affected: list[Sensor] = []
+        self.leak_location: dict[str, Any] | None = None
+        self.captures: list[tuple[int, int, int]] = []
+        self.suppress: list[tuple[int, float]] = []
+        self.offline_gateway: str | None = None
+        self.frequency: list[tuple[int, WeightFn]] = []
+        self.details: dict[str, Any] = {}
+
+    def rng(self, stream: int) -> np.random.Generator:
+        """A generator for this incident's own draws (sizes, positions), fixed by its key."""
+        return np.random.default_rng([int(self.key), stream])
+
+    def channel(self, sensor: Sensor, metric: str) -> int:
+        return self.baseline.channel(sensor.id, metric)
+
+    def effect(self, sensor: Sensor, metric: str, weight: WeightFn, target: TargetFn) -> None:
+        """An unbounded effect on another channel (not listed as related)."""
+        if metric in sensor.metrics:
+            self.effects.append(Effect(self.channel(sensor, metric), weight, target))
 
     def primary(self, weight: WeightFn, target: TargetFn, peak: float) -> None:
         self.effects.append(Effect(self.baseline.channel(self.sensor.id, self.metric), weight, target))
@@ -285,7 +367,7 @@ class _Builder:
 
     def related_channel(self, sensor: Sensor, metric: str, weight: WeightFn, desired: TargetFn,
                         bounded: bool = True) -> None:
-        upper, lower = _bounds(self.config, sensor, metric) if bounded else (math.inf, -math.inf)
+        upper, lower = bounds(self.config, sensor, metric) if bounded else (math.inf, -math.inf)
         target = _related_target(desired, upper, lower)
         self.effects.append(Effect(self.baseline.channel(sensor.id, metric), weight, target))
         self.related.append((sensor.id, metric))
@@ -306,33 +388,77 @@ class _Builder:
         return float(self.baseline.round(np.array([channel]), value)[0])
 
 
-def _same(sensor: Sensor, field_name: str) -> Callable[[Sensor], bool]:
+def same_field(sensor: Sensor, field_name: str) -> Callable[[Sensor], bool]:
     value = sensor.field_value(field_name)
     return lambda s: value is not None and s.field_value(field_name) == value
 
 
-def _gas_leak(b: _Builder) -> None:
+#: Natural gas (West-East pipeline gas) carries ethane: ppm C2H6 per %LEL of CH4 (1 %LEL = 500
+#: ppm CH4; ethane 2-6 % of methane). Sewer biogas carries none.
+ETHANE_PPM_PER_LEL = 500.0 * 0.04
+
+
+def _ethane_of(ch4: TargetFn, ratio: float = ETHANE_PPM_PER_LEL) -> TargetFn:
+    """The ethane (ppm) that comes with a natural-gas CH4 path (%LEL), same fluctuations."""
+    return lambda tau, base: ratio * ch4(tau, base)
+
+
+def leak_point(b: IncidentBuilder, fraction: float) -> dict[str, Any]:
+    """Where a leak next to the primary manhole really is: `fraction` of the way along the main
+    to its nearest neighbour on the same main (the manhole itself when it has none)."""
+    here = b.sensor
+    neighbour = next(iter(b.nearest(lambda s: same_field(here, "main")(s) and s.domain == here.domain, 1)), None)
+    location: dict[str, Any] = {"lon": here.location.lon, "lat": here.location.lat}
+    if neighbour is not None:
+        location = {"lon": round(here.location.lon + fraction * (neighbour.location.lon - here.location.lon), 7),
+                    "lat": round(here.location.lat + fraction * (neighbour.location.lat - here.location.lat), 7)}
+        try:
+            p0, p1 = float(here.extra["position_m"]), float(neighbour.extra["position_m"])
+            location["position_m"] = round(p0 + fraction * (p1 - p0), 1)
+        except (KeyError, ValueError):
+            pass
+    if here.extra.get("main"):
+        location["main"] = here.extra["main"]
+    return location
+
+
+def _gas_leak(b: IncidentBuilder) -> None:
     """Pipeline leak into a manhole: CH4 climbs within a minute far past red and fluctuates
-    strongly (leak gas, unlike biogas, comes in puffs); the nearest manholes on the same main
-    see a weaker, delayed rise (corroboration). Ventilation/repair clears it in the last minute."""
+    strongly (leak gas, unlike biogas, comes in puffs), with its ethane; the nearest manholes on
+    the same main see a weaker, delayed rise (corroboration). Ventilation/repair clears it in the
+    last minute. The leak itself lies 10-40 % of the way to the nearest manhole on the main."""
     peak, amplitude = b.limits.excursion(b.level, overshoot=1.5, relative_swing=0.25)
-    b.primary(_onset_exponential(25.0, 60.0, b.duration_s),
-              _fluctuating(peak, amplitude, b.key, b.start_s, 20.0), peak)
-    neighbours = b.nearest(lambda s: _same(b.sensor, "main")(s) and "ch4" in s.metrics, 2)
+    weight = _onset_exponential(25.0, 60.0, b.duration_s)
+    ch4 = _fluctuating(peak, amplitude, b.key, b.start_s, 20.0)
+    b.primary(weight, ch4, peak)
+    b.effect(b.sensor, "c2h6", weight, _ethane_of(ch4))
+    neighbours = b.nearest(lambda s: same_field(b.sensor, "main")(s) and "ch4" in s.metrics, 2)
+    slow = _onset_exponential(60.0, 60.0, b.duration_s)
     for s in neighbours:
-        b.related_channel(s, "ch4", _onset_exponential(60.0, 60.0, b.duration_s), lambda tau, base: base + 2.5)
+        b.related_channel(s, "ch4", slow, lambda tau, base: base + 2.5)
+        b.effect(s, "c2h6", slow, lambda tau, base: base + 2.5 * ETHANE_PPM_PER_LEL)
+    b.leak_location = leak_point(b, float(b.rng(1).uniform(0.1, 0.4)))
     main = b.sensor.extra.get("main")
     b.description = f"Gas leak at {b.sensor.asset}" + (f" on {main}" if main else "")
 
 
-def _water_main_burst(b: _Builder) -> None:
+def _water_main_burst(b: IncidentBuilder) -> None:
     """Burst of a water main: the pressure near the burst collapses within seconds, the other
     pressure points of the main sag, the inlet flow rises and the outlet flow falls (the mass
-    balance shows the leak). Isolation and repair restore it over the last 45 s."""
+    balance shows the leak). Isolation and repair restore it over the last 45 s.
+
+    When the main's pressure sensors know where they are (`position_m`, as in the generated
+    city), the burst is placed on the primary sensor's segment and sends a negative pressure
+    wave that reaches each sensor at its own time (see `city_incidents.burst_with_wave`)."""
+    if "position_m" in b.sensor.extra:
+        from simulators.city_incidents import burst_with_wave
+
+        burst_with_wave(b)
+        return
     peak, amplitude = b.limits.excursion(b.level, overshoot=0.75, relative_swing=0.05)
     weight = _onset_ramp(8.0, 45.0, b.duration_s)
     b.primary(weight, _fluctuating(peak, amplitude, b.key, b.start_s, 15.0), peak)
-    on_main = _same(b.sensor, "main")
+    on_main = same_field(b.sensor, "main")
     for s in b.nearest(lambda s: on_main(s) and "pressure" in s.metrics, 2):
         b.related_channel(s, "pressure", weight, lambda tau, base: base - 0.05)
     for s in b.nearest(lambda s: on_main(s) and "flow" in s.metrics, 4):
@@ -343,14 +469,14 @@ def _water_main_burst(b: _Builder) -> None:
     b.description = f"Water main burst near {b.sensor.asset}" + (f" on {main}" if main else "")
 
 
-def _bridge_overload(b: _Builder) -> None:
+def _bridge_overload(b: IncidentBuilder) -> None:
     """Overload of one span (clustered heavy trucks, a jam of mixer trucks): the gauge's strain
     rises past the design value within 20 s and holds; the span's other gauges and deflection
     rise too, less. The trucks leave in the last 30 s."""
     peak, amplitude = b.limits.excursion(b.level, overshoot=1.1, relative_swing=0.03)
     weight = _onset_ramp(20.0, 30.0, b.duration_s)
     b.primary(weight, _fluctuating(peak, amplitude, b.key, b.start_s, 10.0), peak)
-    on_span = _same(b.sensor, "asset")
+    on_span = same_field(b.sensor, "asset")
     for s in b.nearest(lambda s: on_span(s) and "strain" in s.metrics, 3):
         b.related_channel(s, "strain", weight, lambda tau, base: base + 150.0)
     for s in b.nearest(lambda s: on_span(s) and "deflection" in s.metrics, 2):
@@ -359,7 +485,7 @@ def _bridge_overload(b: _Builder) -> None:
     b.description = f"Overload of span {b.sensor.asset}" + (f" of {structure}" if structure else "")
 
 
-def _elevator_overspeed(b: _Builder) -> None:
+def _elevator_overspeed(b: IncidentBuilder) -> None:
     """Runaway car (traction loss, brake fault): speed climbs past the rated speed in 3 s, runs
     over-speed for 6 s until the governor trips and the safety gear stops the car within 2 s.
     The car then stays stuck between floors, door closed: passengers trapped until rescue."""
@@ -382,7 +508,7 @@ def _elevator_overspeed(b: _Builder) -> None:
     b.description = f"Over-speed of lift {b.sensor.asset}" + (f" in {structure}" if structure else "")
 
 
-def _tank_overpressure(b: _Builder) -> None:
+def _tank_overpressure(b: IncidentBuilder) -> None:
     """Loss of cooling on a liquefied-gas tank: pressure and temperature climb together over two
     minutes (the runaway signature) to past high-high, hold, then emergency venting and spray
     bring them back in the last minute."""
@@ -398,87 +524,89 @@ KINDS: dict[str, IncidentKind] = {
     k.name: k for k in (
         IncidentKind("gas_leak", "gas", "ch4", "manhole", "red",
                      Limits("above", {"blue": 5, "yellow": 10, "orange": 20, "red": 25}, None),
-                     240.0, 15.0, _gas_leak),
+                     240.0, 15.0, _gas_leak,
+                     description="CH4 (and ethane) rising fast and fluctuating in a manhole"),
         IncidentKind("water_main_burst", "pipeline", "pressure", "water", "red",
                      Limits("below", {"blue": 0.20, "yellow": 0.18, "orange": 0.16, "red": 0.14}, None),
-                     180.0, 150.0, _water_main_burst),
+                     180.0, 150.0, _water_main_burst,
+                     description="pressure collapse on a main, inlet flow up"),
         IncidentKind("bridge_overload", "bridge", "strain", "strain", "red",
                      Limits("above", {"blue": 250, "yellow": 300, "orange": 350, "red": 400}, None),
-                     150.0, 300.0, _bridge_overload),
+                     150.0, 300.0, _bridge_overload,
+                     description="sustained strain peak on one span"),
         IncidentKind("elevator_overspeed", "elevator", "speed", "", "orange",
                      Limits("above", {"yellow": 1.9, "orange": 2.0, "red": 2.2}, None),
-                     180.0, 450.0, _elevator_overspeed),
+                     180.0, 450.0, _elevator_overspeed,
+                     description="runaway car stopped by the governor"),
         IncidentKind("tank_overpressure", "hazard", "pressure", "tank", "red",
                      Limits("above", {"yellow": 1.40, "red": 1.60}, None),
-                     300.0, 600.0, _tank_overpressure),
+                     300.0, 600.0, _tank_overpressure,
+                     description="loss of cooling: tank pressure past high-high"),
     )
 }
 
-#: Scenario name -> incident kinds, one round every REPEAT_S. Single-kind scenarios (named after
-#: the kind) repeat just that kind, starting 15 s in.
-SCENARIOS: dict[str, tuple[str, ...]] = {
-    "default": tuple(KINDS),
-    "quiet": (),
-    **{name: (name,) for name in KINDS},
-}
+# The "default" scenario runs these kinds in rounds of REPEAT_S, the first 15 s in; scenarios
+# (named, from files, combined) are defined in `simulators.scenarios`.
 
 FIRST_INCIDENT_S = 15.0  # a demo shows its first live alert within a minute of starting
 
 
-def _limits(config: Config, kind: IncidentKind, sensor: Sensor) -> Limits:
-    rule = rule_for(config, sensor, kind.metric)
+def _limits(config: Config, kind: IncidentKind, sensor: Sensor, metric: str) -> Limits:
+    rule = rule_for(config, sensor, metric)
     if rule is None:
         return kind.default_limits
     return Limits(rule.threshold.direction, dict(rule.threshold.levels), rule.id)
 
 
-def plan_incidents(config: Config, baseline: Baseline, scenario: str, start_ms: int, *,
-                   seed: int = 1, log: Callable[[str], Any] | None = None) -> Iterator[Incident]:
-    """The incidents of a scenario in start order, forever (or none for "quiet").
+def primary_metric(config: Config, sensor: Sensor, wanted: str | None = None) -> str:
+    """The channel a sensor-level incident (a fault) is about: `wanted` when the sensor has it,
+    else the first metric a threshold rule watches, else the first metric."""
+    if wanted and wanted in sensor.metrics:
+        return wanted
+    watched = [m for m in sensor.metrics if rule_for(config, sensor, m) is not None]
+    return (watched or list(sensor.metrics))[0]
 
-    Round r (r = 0, 1, ...) begins at start_ms + r * REPEAT_S; each kind of the scenario starts
-    at its offset in the round (the first at FIRST_INCIDENT_S), on a sensor drawn from the kinds'
-    candidates. Deterministic given (config, seed, start_ms). Kinds without a candidate sensor in
-    the catalogue are skipped.
+
+def build_incident(config: Config, baseline: Baseline, kind: IncidentKind, sensor_index: int, incident_id: str,
+                   begin_ms: int, duration_s: float, *, seed: int = 1, level: str | None = None,
+                   params: dict[str, Any] | None = None) -> Incident:
+    """One incident of `kind` on sensor `sensor_index`, starting at `begin_ms`, with its truth.
+
+    level : the preferred level (default: the kind's); the rule watching the channel decides
+        which levels exist. params : kind-specific settings from a scenario.
     """
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r} (expected one of: {', '.join(SCENARIOS)})")
-    kinds = [KINDS[name] for name in SCENARIOS[scenario]]
-    usable = []
-    for kind in kinds:
-        candidates = kind.candidates(config.sensors)
-        if candidates:
-            usable.append((kind, candidates))
-        elif log:
-            log(f"scenario {scenario}: no {kind.domain} sensor with metric {kind.metric!r}, no {kind.name} incidents")
-    if not usable:
-        return
-    offsets = [FIRST_INCIDENT_S] if len(usable) == 1 else [kind.offset_s for kind, _ in usable]
-    offsets[0] = FIRST_INCIDENT_S
-    sequence = 0
-    for round_no in itertools.count():
-        round_start_ms = start_ms + int(round_no * REPEAT_S * 1000)
-        for kind_no, ((kind, candidates), offset) in enumerate(zip(usable, offsets, strict=True)):
-            rng = np.random.default_rng([seed, round_no, kind_no])
-            sensor_index = candidates[int(rng.integers(len(candidates)))]
-            sensor = config.sensors[sensor_index]
-            # Later rounds vary a little, the first keeps its promised start
-            jitter = 0.0 if round_no == 0 else float(rng.uniform(-20.0, 20.0))
-            duration = kind.duration_s * float(rng.uniform(0.85, 1.15))
-            begin_ms = round_start_ms + int((offset + jitter) * 1000)
-            limits = _limits(config, kind, sensor)
-            level = limits.aim(kind.preferred_level)
-            sequence += 1
-            incident_id = f"inc-{sequence:04d}"
-            builder = _Builder(config, baseline, sensor_index, kind.metric, begin_ms, duration,
-                               np.uint64(sensor_key(incident_id, seed)), limits, level)
-            kind.build(builder)
-            yield Incident(
-                id=incident_id, kind=kind.name, description=builder.description, sensor=sensor,
-                sensor_index=sensor_index, metric=kind.metric, start_ms=begin_ms,
-                end_ms=begin_ms + int(duration * 1000),
-                expected_level=level if limits.rule is not None else None,
-                rule=limits.rule, threshold=limits.levels[level], peak=builder.peak,
-                alarm_interval_s=min(sensor.interval, ELEVATOR_ALARM_INTERVAL_S if sensor.domain == "elevator"
-                                     else ALARM_INTERVAL_S),
-                effects=tuple(builder.effects), related=tuple(builder.related))
+    sensor = config.sensors[sensor_index]
+    params = dict(params or {})
+    metric = kind.metric or primary_metric(config, sensor, params.get("metric"))
+    limits = _limits(config, kind, sensor, metric)
+    aimed = limits.aim(level or kind.preferred_level)
+    builder = IncidentBuilder(config, baseline, sensor_index, metric, begin_ms, duration_s,
+                              np.uint64(sensor_key(incident_id, seed)), limits, aimed)
+    builder.params = params
+    kind.build(builder)
+    threshold_visible = builder.expected_level is not None and limits.rule is not None
+    detectors = tuple(d for d in kind.detectors if d != "threshold" or threshold_visible)
+    default_alarm = ELEVATOR_ALARM_INTERVAL_S if sensor.domain == "elevator" else ALARM_INTERVAL_S
+    return Incident(
+        id=incident_id, kind=kind.name, description=builder.description, sensor=sensor,
+        sensor_index=sensor_index, metric=metric, start_ms=begin_ms,
+        end_ms=begin_ms + int(duration_s * 1000), expected_level=builder.expected_level if kind.hazard else None,
+        rule=limits.rule, threshold=builder.threshold if kind.hazard else None, peak=builder.peak,
+        alarm_interval_s=min(sensor.interval, kind.alarm_interval_s or default_alarm),
+        effects=tuple(builder.effects), related=tuple(builder.related), hazard=kind.hazard,
+        detectors=detectors, max_level=kind.max_level, affected=tuple(builder.affected),
+        leak_location=builder.leak_location, captures=tuple(builder.captures),
+        suppress=tuple(builder.suppress), offline_gateway=builder.offline_gateway,
+        frequency=tuple(builder.frequency), alarm_reporting=kind.alarm_reporting, details=builder.details)
+
+
+def plan_incidents(config: Config, baseline: Baseline, scenario: Any, start_ms: int, *,
+                   seed: int = 1, log: Callable[[str], Any] | None = None) -> Iterator[Incident]:
+    """The incidents of a scenario in start order (see `simulators.scenarios.plan`).
+
+    scenario : a name ("default", "quiet", a kind, a built-in suite), names joined by "+" or
+        ",", a scenario file path, or a `scenarios.Scenario`.
+    """
+    from simulators.scenarios import plan
+
+    return plan(config, baseline, scenario, start_ms, seed=seed, log=log)

@@ -156,7 +156,8 @@ def replay(path: Path, mqtt_url: str, *, speed: float = 1.0, shift_to_now: bool 
         maps to now (a recording from last week then raises live alerts). With speed > 1 later
         readings then lie ahead of the wall clock by (1 - 1/speed) x their offset into the
         recording; the service rejects them past 5 minutes.
-    Returns a summary: messages, seconds (wall), acknowledged.
+    Returns a summary: messages, seconds (wall), acknowledged, offset_ms (the shift applied to
+    reading timestamps, 0 without shift_to_now).
     """
     if speed < 0:
         raise ValueError(f"speed must be 0 (as fast as possible) or more, got {speed}")
@@ -189,4 +190,4 @@ def replay(path: Path, mqtt_url: str, *, speed: float = 1.0, shift_to_now: bool 
     seconds = time.monotonic() - t0
     if log:
         log(f"replayed {count} messages from {path} in {seconds:.1f} s")
-    return {"messages": count, "seconds": seconds, "acknowledged": acknowledged}
+    return {"messages": count, "seconds": seconds, "acknowledged": acknowledged, "offset_ms": offset_ms}

@@ -10,7 +10,8 @@ Randomness comes from a counter-based hash (splitmix64 finaliser) of (seed, sens
 counter) instead of a stateful generator; "smooth" noise interpolates hashed Gaussian knots.
 
 Time is epoch seconds (float64); daily cycles use Hefei local time (UTC+8). Values are in the units
-the demo catalogue declares: %LEL, %vol, %OEL, %, degC, MPa, m3/h, m, microstrain, mm, m/s.
+the demo catalogue declares: %LEL, %vol, %OEL, %, degC, MPa, m3/h, m, microstrain, mm, m/s, and
+for the generated city also ppm (ethane) and m/s2 (bridge acceleration, sampled at 50-100 Hz).
 Baselines are tuned to stay below the lowest level of the demo rules in every season, so a
 "quiet" run raises nothing.
 """
@@ -157,7 +158,7 @@ class _Models:
 
     def __init__(self, seed: int):
         self.city = np.array([_mix64(np.array([seed], dtype=np.uint64) ^ _CITY)[0]], dtype=np.uint64)
-        self._last_trip: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._last_trip: tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None = None
 
     def _city(self, t: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.city, t.shape)
@@ -248,7 +249,7 @@ class _Models:
 
     # Elevators: see _elevator_trip. Speed, floor and door of the same readings arrive in
     # consecutive calls with equal (keys, t): the last trip computation is kept for them.
-    def _trip(self, keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _trip(self, keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
         last = self._last_trip
         if last is not None and np.array_equal(last[0], keys) and np.array_equal(last[1], t):
             return last[2]
@@ -258,19 +259,85 @@ class _Models:
 
     def elevator_speed(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Car speed, m/s (magnitude): trapezoidal trips at the rated 1.75 m/s, 0 at rest."""
-        speed, _, _ = self._trip(keys, t)
+        speed = self._trip(keys, t)[0]
         moving = speed > 0
         return np.where(moving, np.clip(speed + 0.005 * white_noise(keys, 120, t), 0.0, None), 0.0)
 
     def elevator_floor(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Floor shown by the car position indicator (1 = ground floor)."""
-        _, position, _ = self._trip(keys, t)
+        position = self._trip(keys, t)[1]
         return np.round(position)
 
     def elevator_door(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Door state: 1 open, 0 closed."""
-        _, _, door = self._trip(keys, t)
+        door = self._trip(keys, t)[2]
         return door.astype(np.float64)
+
+    def elevator_load(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Car load, % of rated load: the passengers of the current trip (0 when idle)."""
+        return self._trip(keys, t)[3]
+
+    def elevator_leveling(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Levelling-zone flag: 1 while the car stands at a floor (door zone), 0 while it travels."""
+        return (self._trip(keys, t)[0] <= 0).astype(np.float64)
+
+    def zero_flag(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """An event flag of a monitoring terminal (trapped, door fault...): 0 when all is well."""
+        return np.zeros(len(t), dtype=np.float64)
+
+    def ethane(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Ethane (C2H6) in a manhole, ppm: none in sewer biogas, so background is the sensor's
+        own zero offset and noise (0-0.6 ppm). Natural gas carries 2-6 % ethane relative to
+        methane, so a leak shows up here and biogas does not."""
+        offset = 0.3 * sensor_uniform(keys, 24)
+        return np.clip(offset + 0.15 * white_noise(keys, 130, t), 0.0, None)
+
+    def bridge_acceleration(self, keys: np.ndarray, t: np.ndarray,
+                            frequency_scale: np.ndarray | None = None) -> np.ndarray:
+        """Vertical deck acceleration, m/s2, at 50-100 Hz: ambient vibration of the span's first
+        three bending modes excited by traffic, plus sensor noise.
+
+        Each mode is a narrow band (damping about 2 %) of BRIDGE_MODE_COMPONENTS sinusoids around
+        its natural frequency; the first mode lies at 2.2-4.5 Hz (30-40 m spans), the others at
+        3.9 and 8.6 times it. Frequencies fall 0.15 % per degC of girder temperature (stiffer in
+        the cold) and are multiplied by `frequency_scale` ((n,) float64, 1 = healthy; a
+        stiffness loss lowers it). Phases are redrawn every BRIDGE_EPOCH_S (10 min) and time
+        counts from the start of that epoch, so long epoch times never cost precision; a
+        periodic acquisition block lies inside one epoch (see `run.ReadingSchedule`).
+        Amplitude 0.005-0.05 m/s2, higher with daytime traffic.
+        """
+        epoch = np.floor(t / BRIDGE_EPOCH_S) * BRIDGE_EPOCH_S
+        tau = t - epoch
+        # per run of one (sensor, epoch) - a block's thousands of samples - compute temperature,
+        # phases and traffic once (runs are found in O(n); a repeated pair is merely recomputed)
+        starts = np.flatnonzero(np.concatenate([[True], (keys[1:] != keys[:-1]) | (epoch[1:] != epoch[:-1])]))
+        marker = np.zeros(len(t), dtype=np.int64)
+        marker[starts] = 1
+        inverse = np.cumsum(marker) - 1
+        pair_keys, pair_epoch = keys[starts], epoch[starts]
+        temp = self.structure_temperature(pair_keys, pair_epoch)
+        f1 = ((2.2 + 2.3 * sensor_uniform(pair_keys, 40)) * (1.0 - 0.0015 * (temp - 15.0)))[inverse]
+        if frequency_scale is not None:
+            f1 = f1 * frequency_scale
+        k = BRIDGE_MODE_COMPONENTS
+        component = np.arange(len(BRIDGE_MODE_RATIOS) * k)
+        ratio = np.repeat(np.array(BRIDGE_MODE_RATIOS), k)[None, :]
+        share = np.repeat(np.array(BRIDGE_MODE_SHARES), k)[None, :]
+        grid = (len(pair_keys), len(component))
+        pair_keys2 = np.broadcast_to(pair_keys[:, None], grid)
+        spread = hash_uniform(pair_keys2, 41, np.broadcast_to(component[None, :], grid)) - 0.5
+        counter = (pair_epoch / BRIDGE_EPOCH_S).astype(np.int64)[:, None] * 64 + component[None, :]
+        phase = 2.0 * math.pi * hash_uniform(pair_keys2, 42, counter)
+        freq = f1[:, None] * ratio * (1.0 + 4.0 * BRIDGE_DAMPING * spread[inverse])
+        waves = share * np.cos(2.0 * math.pi * freq * tau[:, None] + phase[inverse])
+        # each mode's response swells and fades as vehicles cross (seconds)
+        modes = waves.reshape(len(t), len(BRIDGE_MODE_RATIOS), k).sum(axis=2)
+        mode_no = np.arange(len(BRIDGE_MODE_RATIOS))[None, :]
+        swell = 1.0 + 0.5 * np.tanh(smooth_noise(np.broadcast_to(keys[:, None], modes.shape), 43,
+                                                 tau[:, None] + 7.0 * mode_no, 4.0))
+        traffic = (0.3 + 0.7 * demand_pattern(pair_epoch))[inverse]
+        amplitude = 0.012 * traffic * (0.6 + 0.8 * sensor_uniform(keys, 44)) / math.sqrt(k)
+        return amplitude * (modes * swell).sum(axis=1) + 0.002 * white_noise(keys, 131, t)
 
     def tank_temperature(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Liquid temperature in a pressurised storage tank, degC: the large thermal mass follows
@@ -319,6 +386,14 @@ DOOR_OPEN_S = 8.0
 _HOMING_CYCLES = 16  # an idle car parks at the ground floor after at most 16 minutes
 _LOOKBACK = _HOMING_CYCLES  # so the last trip is always within this many cycles
 
+# Bridge vibration ------------------------------------------------------------------------------
+
+BRIDGE_EPOCH_S = 600.0  # modal phases are redrawn every 10 minutes
+BRIDGE_MODE_RATIOS = (1.0, 3.9, 8.6)  # natural frequencies relative to the first bending mode
+BRIDGE_MODE_SHARES = (1.0, 0.45, 0.2)  # relative response of each mode to traffic
+BRIDGE_MODE_COMPONENTS = 5  # sinusoids per mode: a narrow band, not a pure tone
+BRIDGE_DAMPING = 0.02  # damping ratio: the relative half-width of each band
+
 
 def elevator_floors(keys: np.ndarray) -> np.ndarray:
     """Number of floors served, 12-24, per lift."""
@@ -351,8 +426,9 @@ def _trip_target(keys: np.ndarray, cycles: np.ndarray, floors: np.ndarray, calle
     return np.where(lobby, 1.0, np.minimum(upper, floors))
 
 
-def _elevator_trip(keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Speed (m/s), position (floors, fractional) and door-open flag of lifts at times t.
+def _elevator_trip(keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Speed (m/s), position (floors, fractional), door-open flag and load (% of rated load) of
+    lifts at times t.
 
     Time is cut into cycles of TRIP_CYCLE_S (with a per-lift phase). A cycle is active when a
     passenger calls the car or on every _HOMING_CYCLES-th cycle (an idle car parks at the ground
@@ -390,7 +466,11 @@ def _elevator_trip(keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndar
                  distance - 0.5 * a * np.clip(duration - tau, 0.0, None) ** 2))
     position = np.where(moving, origin + np.sign(target - origin) * travelled / FLOOR_HEIGHT_M, target)
     door = now_called & (tau >= duration) & (tau < duration + DOOR_OPEN_S)
-    return np.where(moving, np.clip(speed, 0.0, None), 0.0), position, door
+    # passengers ride a called trip and leave while the door is open: 5-70 % of rated load
+    riders = 5.0 + 65.0 * hash_uniform(keys, 35, cycle) ** 2
+    load = np.where(now_called & (tau < duration), riders,
+                    np.where(door, 0.5 * riders, 0.0))
+    return np.where(moving, np.clip(speed, 0.0, None), 0.0), position, door, np.round(load, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,6 +492,13 @@ _BY_DOMAIN_METRIC = {
     ("elevator", "speed"): "elevator_speed",
     ("elevator", "floor"): "elevator_floor",
     ("elevator", "door"): "elevator_door",
+    ("elevator", "load"): "elevator_load",
+    ("elevator", "leveling"): "elevator_leveling",
+    ("elevator", "trapped"): "zero_flag",
+    ("elevator", "door_fault"): "zero_flag",
+    ("gas", "c2h6"): "ethane",
+    ("bridge", "acc_z"): "bridge_acceleration",
+    ("bridge", "acc"): "bridge_acceleration",
     ("hazard", "pressure"): "tank_pressure",
     ("hazard", "temp"): "tank_temperature",
     ("hazard", "level"): "tank_level",
@@ -432,8 +519,9 @@ _BY_UNIT = {
 DECIMALS_BY_UNIT = {
     "%LEL": 1, "%OEL": 1, "%vol": 2, "%": 1, "degC": 1, "MPa": 3, "kPa": 1, "m3/h": 1,
     "m": 2, "mm": 2, "microstrain": 1, "ustrain": 1, "m/s": 2, "floor": 0, "": 3,
+    "m/s2": 4, "ppm": 1, "state": 0, "flag": 0,
 }
-_DECIMALS_BY_METRIC = {"floor": 0, "door": 0}
+_DECIMALS_BY_METRIC = {"floor": 0, "door": 0, "leveling": 0, "trapped": 0, "door_fault": 0}
 
 
 @dataclass(frozen=True)
@@ -448,10 +536,9 @@ class ChannelModel:
 def _safe_nominal(sensor: Sensor, metric: str, rules: Sequence[Rule], owner: str | None) -> float:
     """A value that no threshold rule on this channel would flag: 40 % of the lowest `above`
     limit, or 150 % of the highest `below` limit; 1.0 when no rule applies."""
-    above = [min(r.threshold.levels.values()) for r in rules
-             if r.threshold.direction == "above" and r.matches(sensor, owner, metric)]
-    below = [max(r.threshold.levels.values()) for r in rules
-             if r.threshold.direction == "below" and r.matches(sensor, owner, metric)]
+    thresholds = [r.threshold for r in rules if r.threshold is not None and r.matches(sensor, owner, metric)]
+    above = [min(th.levels.values()) for th in thresholds if th.direction == "above"]
+    below = [max(th.levels.values()) for th in thresholds if th.direction == "below"]
     nominal = 1.0
     if below:
         nominal = 1.5 * max(below) if max(below) > 0 else 1.0
@@ -508,10 +595,12 @@ class Baseline:
         """Channel index of a sensor's metric (KeyError when it has no such metric)."""
         return self._index[(sensor_id, metric)]
 
-    def values(self, channels: np.ndarray, ts_ms: np.ndarray) -> np.ndarray:
+    def values(self, channels: np.ndarray, ts_ms: np.ndarray, frequency_scale: np.ndarray | None = None) -> np.ndarray:
         """Baseline values, unrounded.
 
         channels : (n,) int, channel indexes; ts_ms : (n,) int64 epoch ms.
+        frequency_scale : (n,) float64 or None - multiplies the natural frequencies of vibration
+            channels (1 = healthy structure); other channels ignore it.
         Returns (n,) float64 in each channel's unit.
         """
         channels = np.asarray(channels, dtype=np.int64)
@@ -523,7 +612,12 @@ class Baseline:
         model_of = self.channel_model[channels]
         for code in np.unique(model_of):
             mask = model_of == code
-            fn: SignalFn = getattr(self._models, self._model_names[code])
+            name = self._model_names[code]
+            if name == "bridge_acceleration":
+                scale = None if frequency_scale is None else frequency_scale[mask]
+                out[mask] = self._models.bridge_acceleration(keys[mask], t[mask], scale)
+                continue
+            fn: SignalFn = getattr(self._models, name)
             out[mask] = fn(keys[mask], t[mask])
         return out * self.channel_scale[channels]
 

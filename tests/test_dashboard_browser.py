@@ -65,12 +65,30 @@ def test_alert_appears_coloured_and_acknowledging_updates_another_screen(browser
 def test_the_page_shows_a_lost_connection_and_catches_up(browser, service, broker):
     page, errors = open_board(browser, service)
     gateway = Gateway(broker.url, "gw-gas-01")
+    gateway.send({"GAS-0001": {"ts": now_ms(), "values": {"ch4": 27.5}}})  # seen live before the outage
+    page.wait_for_selector(".alert-row[data-sensor='GAS-0001'][data-level=red]")
+    snapshot_seq = page.evaluate("window.lifeline.snapshotSeq")
     service.stop()
     page.wait_for_selector("#conn-state[data-state=disconnected], #conn-state[data-state=connecting]")
     assert page.is_visible("#conn-banner")
-    service.start()
+    assert page.get_attribute("#status-ws", "data-state") in ("disconnected", "connecting")
+    # Raised while the service is down: the broker keeps the QoS 1 readings for its persistent
+    # session, so the alerts are raised as it starts, before or while the page reconnects.
     gateway.send({"GAS-0002": {"ts": now_ms(), "values": {"ch4": 12.0}}})
+    gateway.send({"GAS-0001": {"ts": now_ms(), "values": {"ch4": 1.0}}})  # the red one clears
+    service.start()
+    Gateway(broker.url, "gw-water-01").send({"PIPE-0001": {"ts": now_ms(), "values": {"pressure": 0.05}}})
     page.wait_for_selector("#conn-state[data-state=connected]", timeout=20_000)
-    page.wait_for_selector(".alert-row[data-level=yellow]", timeout=20_000)
-    assert page.locator(".alert-row").count() == 1
+    page.wait_for_selector(".alert-row[data-sensor='GAS-0002'][data-level=yellow]", timeout=20_000)
+    page.wait_for_selector(".alert-row[data-sensor='PIPE-0001'][data-level=red]", timeout=20_000)
+    page.wait_for_selector(".alert-row[data-sensor='GAS-0001'][data-condition=cleared]", timeout=20_000)
+    assert page.is_hidden("#conn-banner")
+
+    # Caught up with ?since=: every event after the first snapshot applied exactly once, no reset.
+    seq = service.get("/healthz")["seq"]
+    page.wait_for_function(f"window.lifeline.lastSeq === {seq}")
+    assert page.evaluate("window.lifeline.snapshotSeq") == snapshot_seq
+    assert page.evaluate("window.lifeline.eventsSinceSnapshot") == seq - snapshot_seq
+    shown = page.eval_on_selector_all(".alert-row", "rows => rows.map(r => r.dataset.alertId)")
+    assert sorted(shown) == sorted(a["id"] for a in service.get("/api/alerts?open=true")) and len(shown) == 3
     assert errors == []

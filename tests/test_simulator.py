@@ -77,7 +77,7 @@ def _lowest_limit_crossed(config: Config, sensor: Sensor, metric: str, values: n
     owner = config.owner_of(sensor.gateway)
     crossed = []
     for rule in config.rules:
-        if rule.matches(sensor, owner, metric):
+        if rule.threshold is not None and rule.matches(sensor, owner, metric):
             levels = rule.threshold.levels
             if _peak_level(levels, rule.threshold.direction, values) is not None:
                 crossed.append(rule.id)
@@ -191,7 +191,10 @@ def test_simulate_publishes_contract_batches_with_ground_truth(demo: Config, bro
     assert summary["sim_end"] <= time.time() * 1000
     assert summary["sim_end"] - summary["sim_start"] >= 0.9 * 400 * 3.0 * 1000
 
-    lines = [json.loads(line) for line in truth_path.read_text().splitlines()]
+    records = [json.loads(line) for line in truth_path.read_text().splitlines()]
+    assert records[0]["type"] == "run" and records[0]["sensors"] == len(demo.sensors)
+    assert records[-1]["type"] == "run_end" and records[-1]["sim_end"] == summary["sim_end"]
+    lines = records[1:-1]  # between the run header and trailer: one record per incident
     assert lines == summary["incidents"]
     assert [t["start"] for t in lines] == sorted(t["start"] for t in lines)
     assert lines[0]["start"] - summary["sim_start"] <= 20_000
@@ -229,7 +232,7 @@ def test_quiet_scenario_raises_nothing(demo: Config, broker: PrivateBroker, tmp_
     summary = simulate(demo, broker.url, scenario="quiet", speed=3000, duration=1.0, truth_path=truth_path, log=lambda _: None)
     assert collector.wait_for(summary["messages"])
     collector.close()
-    assert summary["incidents"] == [] and truth_path.read_text() == ""
+    assert summary["incidents"] == [] and [json.loads(x)["type"] for x in truth_path.read_text().splitlines()] == ["run", "run_end"]
     sensors = {s.id: s for s in demo.sensors}
     values: dict[tuple[str, str], list[float]] = {}
     for _, _, raw in collector.messages:

@@ -7,12 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detectors.batching import stable_argsort
 from detectors.threshold import (
     NO_SINCE,
     Binding,
     ThresholdDetector,
     ThresholdFindings,
-    _stable_argsort,
     empty_findings,
 )
 from detectors.threshold_reference import ReferenceThresholdDetector, level_specs
@@ -396,7 +396,7 @@ def test_long_series_in_one_batch_equals_reading_by_reading(rules, values, steps
 @pytest.mark.parametrize("upper", [1, 300, 1 << 16, (1 << 16) + 1, 1 << 20, 1 << 40])
 def test_stable_argsort_matches_numpy(upper: int) -> None:
     keys = np.random.default_rng(upper).integers(0, upper, 5000)
-    assert np.array_equal(_stable_argsort(keys, upper), np.argsort(keys, kind="stable"))
+    assert np.array_equal(stable_argsort(keys, upper), np.argsort(keys, kind="stable"))
 
 
 @pytest.mark.parametrize("shuffle", [False, True])

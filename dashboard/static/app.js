@@ -1,232 +1,53 @@
-/* Lifeline control-room page: live alert board.
- * Plain JS, no dependencies (control rooms are air-gapped).
- * State flows one way: websocket snapshot/events -> `alerts` map -> batched DOM render (rAF).
+/* Lifeline control-room page: live alert board, city map, sensor detail, status bar.
+ * Plain JS modules, no dependencies (control rooms are air-gapped).
+ * State flows one way: websocket snapshot/events -> `alerts` map -> batched DOM render (rAF)
+ * -> board rows, level counts, map colours, district risk, detail panel.
  */
-"use strict";
 
-(function () {
+import {
+  I18N, DOMAINS, LEVELS, LEVEL_RANK, domainName, fmtAge, fmtForecast, fmtNum, fmtTime, forecastTitle,
+  getLang, labelOr, levelLabel, levelName, levelRoman, pad2, setLang, t
+} from "./i18n.js";
+import { $, el, fillSelect, setAttr, setText, toast } from "./dom.js";
+import {
+  api, get, getToken, probeAuth, setToken, storedToken, takeTokenFromUrl, whenUnauthorized
+} from "./api.js";
+import { CityMap } from "./map.js";
+import { SensorDetail, closeOnEscape } from "./detail.js";
+import { StatusBar } from "./status.js";
+import * as perf from "./perf.js";
 
-// ---------------------------------------------------------------- i18n
-// Every UI string lives here. Keys missing in one language fall back to English.
-const I18N = {
-  en: {
-    product: "Lifeline 城市生命线监测预警",
-    lang_button: "中文",
-    lang_button_title: "切换到中文",
-    level_red: "Red", level_orange: "Orange", level_yellow: "Yellow", level_blue: "Blue",
-    level_roman_red: "I", level_roman_orange: "II", level_roman_yellow: "III", level_roman_blue: "IV",
-    level_with_roman: "{name} {roman}",
-    peak: "peak {level}",
-    total_open: "Open",
-    open_by_level: "Open alerts by level",
-    filter_domain: "Domain", filter_level: "Level",
-    all_domains: "All domains", all_levels: "All levels",
-    domain_gas: "Gas", domain_pipeline: "Pipeline", domain_bridge: "Bridge",
-    domain_elevator: "Elevator", domain_hazard: "Hazard",
-    operator: "Operator", operator_placeholder: "your name",
-    operator_required: "Enter your operator name (top right) before handling alerts.",
-    sound_on: "Sound on", sound_off: "Muted",
-    sound_title: "Alarm sound for new red alerts",
-    sound_blocked: "Browser blocked audio: click anywhere on the page to enable the alarm sound.",
-    sound_status_on: "Alarm sound on", sound_status_off: "Alarm sound muted",
-    change_token: "Token",
-    change_token_title: "Enter a different access token",
-    conn_connected: "Live", conn_connecting: "Connecting…", conn_disconnected: "Disconnected",
-    banner_lost: "Connection lost — reconnecting",
-    banner_connecting: "Connecting to the alert service…",
-    banner_detail: "Board may be out of date (last live update {ago} ago). Attempt {n}.",
-    banner_detail_never: "No live data yet. Attempt {n}.",
-    col_level: "Level", col_age: "Age", col_domain: "Domain", col_asset: "Asset / sensor",
-    col_metric: "Metric", col_value: "Value / threshold", col_message: "Message",
-    col_condition: "Condition", col_workflow: "Workflow", col_actions: "Actions",
-    cond_active: "Active", cond_cleared: "Cleared",
-    wf_new: "New", wf_acknowledged: "Acknowledged", wf_dispatched: "Dispatched", wf_closed: "Closed",
-    threshold_short: "thr",
-    btn_ack: "Acknowledge", btn_dispatch: "Dispatch", btn_close: "Close",
-    btn_submit_dispatch: "Dispatch", btn_submit_close: "Close alert", btn_cancel: "Cancel",
-    ack_title: "Acknowledge: I have seen this alert",
-    dispatch_title: "Hand this alert to a response team",
-    close_title: "Close this alert (only once its condition has cleared)",
-    close_title_active: "Cannot close while the condition is still active",
-    dispatch_to: "To (team / unit)", dispatch_to_placeholder: "e.g. gas emergency repair team 2",
-    note: "Note", note_placeholder_dispatch: "instructions for the team (optional)",
-    note_placeholder_close: "how it was resolved (required)",
-    close_note_required: "A closing note is required.",
-    dispatch_to_required: "Say to whom the alert is dispatched.",
-    close_still_active: "The condition is still active: the alert cannot be closed yet.",
-    err_prefix: "Refused: {msg}",
-    err_forbidden: "This access token is not allowed to do that (read-only role?).",
-    err_not_found: "Alert not found — it may already be closed.",
-    err_network: "Could not reach the server: {msg}",
-    err_http: "Server error {status}: {msg}",
-    done_ack: "{id} acknowledged", done_dispatch: "{id} dispatched to {to}", done_close: "{id} closed",
-    empty_waiting: "Waiting for live data…",
-    empty_none: "No open alerts",
-    empty_filtered: "No open alerts match the filters",
-    shown: "Showing {shown} of {total} open alerts",
-    seq: "event seq {seq}",
-    token_title: "Access token required",
-    token_help: "This page needs an API token (viewer or operator). Paste the token issued for this control room.",
-    token_placeholder: "paste token",
-    token_submit: "Connect",
-    token_rejected: "The server rejected the token (401). Paste a valid token.",
-    token_missing: "No access token in this session.",
-    age_s: "{s}s", age_m: "{m}m {s}s", age_h: "{h}h {m}m", age_d: "{d}d {h}h",
-    raised_at: "Raised {time}",
-    updated_at: "Updated {time}",
-    peak_title: "Highest level reached: {level}",
-    new_red: "NEW RED ALERT {id}: {asset} {message}"
-  },
-  "zh-CN": {
-    product: "Lifeline 城市生命线监测预警",
-    lang_button: "EN",
-    lang_button_title: "Switch to English",
-    level_red: "红色", level_orange: "橙色", level_yellow: "黄色", level_blue: "蓝色",
-    level_roman_red: "I级", level_roman_orange: "II级", level_roman_yellow: "III级", level_roman_blue: "IV级",
-    level_with_roman: "{name} {roman}",
-    peak: "峰值 {level}",
-    total_open: "未关闭",
-    open_by_level: "按等级统计的未关闭告警",
-    filter_domain: "领域", filter_level: "等级",
-    all_domains: "全部领域", all_levels: "全部等级",
-    domain_gas: "燃气", domain_pipeline: "管网", domain_bridge: "桥梁",
-    domain_elevator: "电梯", domain_hazard: "危险源",
-    operator: "值班员", operator_placeholder: "您的姓名",
-    operator_required: "处置告警前请先在右上角填写值班员姓名。",
-    sound_on: "声音开", sound_off: "已静音",
-    sound_title: "新红色告警提示音",
-    sound_blocked: "浏览器阻止了声音：请在页面任意位置点击一次以启用告警提示音。",
-    sound_status_on: "告警提示音已开启", sound_status_off: "告警提示音已静音",
-    change_token: "令牌",
-    change_token_title: "更换访问令牌",
-    conn_connected: "实时", conn_connecting: "连接中…", conn_disconnected: "已断开",
-    banner_lost: "连接中断 — 正在重连",
-    banner_connecting: "正在连接告警服务…",
-    banner_detail: "看板数据可能已过时（距上次实时更新 {ago}）。第 {n} 次尝试。",
-    banner_detail_never: "尚无实时数据。第 {n} 次尝试。",
-    col_level: "等级", col_age: "持续", col_domain: "领域", col_asset: "对象 / 传感器",
-    col_metric: "指标", col_value: "数值 / 阈值", col_message: "告警信息",
-    col_condition: "状态", col_workflow: "处置", col_actions: "操作",
-    cond_active: "持续中", cond_cleared: "已恢复",
-    wf_new: "待确认", wf_acknowledged: "已确认", wf_dispatched: "已派单", wf_closed: "已关闭",
-    threshold_short: "阈值",
-    btn_ack: "确认", btn_dispatch: "派单", btn_close: "关闭",
-    btn_submit_dispatch: "派单", btn_submit_close: "关闭告警", btn_cancel: "取消",
-    ack_title: "确认：已知悉该告警",
-    dispatch_title: "将告警派给处置单位",
-    close_title: "关闭告警（需告警状态已恢复）",
-    close_title_active: "告警状态仍在持续，不能关闭",
-    dispatch_to: "派给（单位 / 班组）", dispatch_to_placeholder: "如：燃气抢修二队",
-    note: "备注", note_placeholder_dispatch: "给处置单位的说明（可选）",
-    note_placeholder_close: "处置结果（必填）",
-    close_note_required: "关闭告警必须填写备注。",
-    dispatch_to_required: "请填写派单对象。",
-    close_still_active: "告警状态仍在持续，暂不能关闭。",
-    err_prefix: "操作被拒绝：{msg}",
-    err_forbidden: "当前令牌无此操作权限（只读角色？）。",
-    err_not_found: "未找到该告警，可能已被关闭。",
-    err_network: "无法连接服务器：{msg}",
-    err_http: "服务器错误 {status}：{msg}",
-    done_ack: "{id} 已确认", done_dispatch: "{id} 已派给 {to}", done_close: "{id} 已关闭",
-    empty_waiting: "等待实时数据…",
-    empty_none: "当前无未关闭告警",
-    empty_filtered: "没有符合筛选条件的未关闭告警",
-    shown: "显示 {shown} / 共 {total} 条未关闭告警",
-    seq: "事件序号 {seq}",
-    token_title: "需要访问令牌",
-    token_help: "本页面需要 API 访问令牌（查看员或值班员角色）。请粘贴为本监控中心签发的令牌。",
-    token_placeholder: "粘贴令牌",
-    token_submit: "连接",
-    token_rejected: "服务器拒绝了该令牌（401）。请粘贴有效令牌。",
-    token_missing: "当前会话没有访问令牌。",
-    age_s: "{s}秒", age_m: "{m}分{s}秒", age_h: "{h}小时{m}分", age_d: "{d}天{h}小时",
-    raised_at: "发生于 {time}",
-    updated_at: "更新于 {time}",
-    peak_title: "曾达到的最高等级：{level}",
-    new_red: "新红色告警 {id}：{asset} {message}"
-  }
-};
-
-const LEVELS = ["red", "orange", "yellow", "blue"];
-const LEVEL_RANK = { red: 0, orange: 1, yellow: 2, blue: 3 };
-const DOMAINS = ["gas", "pipeline", "bridge", "elevator", "hazard"];
 const STORE = {
-  token: "lifeline.token",        // sessionStorage
   operator: "lifeline.operator",  // localStorage
   muted: "lifeline.muted",
-  lang: "lifeline.lang",
-  dispatchTo: "lifeline.dispatchTo"
+  dispatchTo: "lifeline.dispatchTo",
+  view: "lifeline.view",
+  mapMode: "lifeline.mapMode"
 };
+const STATES = ["new", "acknowledged", "dispatched", "active", "cleared"];
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 5000;
 const AGE_TICK_MS = 2000;
 const FLASH_MS = 6000;
+const FLASH_MAX = 6;             // rows flashing at once; in a flood the newest ones flash
+const FLASH_PHASE_MS = 450;      // flashing rows blink by a class toggled at this period, not a
+                                 // CSS animation: two repaints a second instead of sixty
+const FRESH_MAX_RUNNING = 10;    // "just changed" highlights animating at once
+const TITLE_MIN_MS = 1000;
 const BEEP_MIN_GAP_MS = 1500;
 const FRESH_MAX_PER_FRAME = 12;
-
-// ---------------------------------------------------------------- small helpers
-const $ = (sel, root) => (root || document).querySelector(sel);
+// Under a flood of events the page re-renders at most this often (event-driven renders only;
+// operator actions render at the next frame). Ten updates a second is plenty for a wall
+// screen and keeps the browser's per-frame style/layout/paint work bounded.
+const RENDER_MIN_MS = 100;
+const RED_TOAST_MS = 8000;
+const SENSORS_REFRESH_MS = 30000;
+const SENSORS_REFRESH_LARGE_MS = 120000;
 
 function lsGet(key, dflt) {
   try { const v = localStorage.getItem(key); return v === null ? dflt : v; } catch (e) { return dflt; }
 }
 function lsSet(key, val) { try { localStorage.setItem(key, val); } catch (e) { /* private mode */ } }
-function ssGet(key) { try { return sessionStorage.getItem(key); } catch (e) { return null; } }
-function ssSet(key, val) { try { sessionStorage.setItem(key, val); } catch (e) { /* ignore */ } }
-function ssDel(key) { try { sessionStorage.removeItem(key); } catch (e) { /* ignore */ } }
-
-let lang = lsGet(STORE.lang, "zh-CN");
-if (!I18N[lang]) lang = "zh-CN";
-
-function t(key, vars) {
-  let s = (I18N[lang] && I18N[lang][key]);
-  if (s === undefined) s = I18N.en[key];
-  if (s === undefined) s = key;
-  if (vars) s = s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined ? m : String(vars[k])));
-  return s;
-}
-
-function levelName(level) { return LEVEL_RANK[level] === undefined ? String(level || "?") : t("level_" + level); }
-function levelRoman(level) { return LEVEL_RANK[level] === undefined ? "" : t("level_roman_" + level); }
-function levelLabel(level) { return t("level_with_roman", { name: levelName(level), roman: levelRoman(level) }).trim(); }
-function domainName(d) { const k = "domain_" + d; const s = t(k); return s === k ? String(d || "") : s; }
-
-function fmtNum(v) {
-  if (v === null || v === undefined || v === "") return "—";
-  const n = Number(v);
-  if (!Number.isFinite(n)) return String(v);
-  if (Number.isInteger(n)) return String(n);
-  const a = Math.abs(n);
-  const digits = a >= 100 ? 1 : a >= 1 ? 2 : 4;
-  return String(Number(n.toFixed(digits)));
-}
-
-function pad2(n) { return n < 10 ? "0" + n : String(n); }
-function fmtTime(ms) {
-  if (!Number.isFinite(ms)) return "—";
-  const d = new Date(ms);
-  return d.getFullYear() + "-" + pad2(d.getMonth() + 1) + "-" + pad2(d.getDate()) + " " +
-    pad2(d.getHours()) + ":" + pad2(d.getMinutes()) + ":" + pad2(d.getSeconds());
-}
-function fmtAge(ms) {
-  let s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return t("age_s", { s });
-  let m = Math.floor(s / 60); s %= 60;
-  if (m < 60) return t("age_m", { m, s: pad2(s) });
-  let h = Math.floor(m / 60); m %= 60;
-  if (h < 24) return t("age_h", { h, m: pad2(m) });
-  const d = Math.floor(h / 24); h %= 24;
-  return t("age_d", { d, h });
-}
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = text;
-  return e;
-}
-function setText(node, text) { const s = String(text); if (node.textContent !== s) node.textContent = s; }
-function setAttr(node, name, val) { const s = String(val); if (node.getAttribute(name) !== s) node.setAttribute(name, s); }
 
 // ---------------------------------------------------------------- state
 const alerts = new Map();     // id -> alert (open alerts only)
@@ -234,33 +55,47 @@ const rows = new Map();       // id -> row element (cached, may be detached when
 const dirty = new Set();      // ids whose row must be (re)rendered
 const flashUntil = new Map(); // id -> epoch ms until which the row flashes
 const freshIds = new Set();   // ids of rows that get a short "just changed" highlight
+const touchedSensors = new Set();  // sensors whose alerts changed since the last render
 const knownDomains = new Set(DOMAINS);
+const sensors = new Map();    // id -> catalogue entry from GET /api/sensors
+const byAsset = new Map();    // asset -> [sensor]
+const districtOf = new Map(); // sensor id -> district id
+let pendingRed = [];          // new red alerts not yet announced (coalesced per render)
+let redToast = null;
+let flashTimer = null;
+let flashPhase = false;
+let freshRunning = 0;
+let titleAt = 0;
+let titleTimer = null;
+const reduceMotion = !!(window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches);          // the toast announcing red alerts, updated in place during a flood
 let domainsChanged = false;
 let needsResort = true;
 let seqDirty = true;
+let alertsChanged = true;
 let rafPending = false;
+let renderTimer = null;
+let lastRenderAt = -Infinity;
 let haveSnapshot = false;
 let lastSeq = null;
 let lastLiveAt = null;        // wall clock of the last message received while connected
-let filters = { domain: "", level: "" };
-let token = null;
+const filters = { domain: "", level: "", district: "", owner: "", state: "" };
 let stopped = true;           // true while we have no usable token
 let beepCount = 0;
 let renderCount = 0;
+let eventsApplied = 0;
+let duplicatesIgnored = 0;
+let snapshotSeq = null;       // seq of the last snapshot; events applied since then are counted
+let eventsSinceSnapshot = 0;
+let selectedSensor = null;
+let catalogueLoaded = false;
+let catalogueTimer = null;
+const timings = { boardReady: null, mapReady: null, catalogue: null };
+
+let map = null;
+let detail = null;
+let statusBar = null;
 
 // ---------------------------------------------------------------- token handling
-function takeTokenFromUrl() {
-  const url = new URL(window.location.href);
-  const fromUrl = url.searchParams.get("token");
-  if (fromUrl !== null) {
-    if (fromUrl) ssSet(STORE.token, fromUrl);
-    url.searchParams.delete("token");
-    const clean = url.pathname + (url.searchParams.toString() ? "?" + url.searchParams.toString() : "") + url.hash;
-    try { window.history.replaceState(window.history.state, "", clean); } catch (e) { /* ignore */ }
-  }
-  return ssGet(STORE.token);
-}
-
 function showTokenBox(reasonKey) {
   const box = $("#token-box");
   const err = $("#token-error");
@@ -268,7 +103,7 @@ function showTokenBox(reasonKey) {
   else { err.hidden = true; err.textContent = ""; delete err.dataset.reason; }
   box.hidden = false;
   document.body.classList.add("need-token");
-  $("#token-cancel").hidden = !ssGet(STORE.token);
+  $("#token-cancel").hidden = !storedToken();
   const input = $("#token-input");
   input.value = "";
   setTimeout(() => input.focus(), 0);
@@ -280,32 +115,15 @@ function hideTokenBox() {
 
 function authRejected() {
   // The server said 401: stop everything and ask for a token.
-  ssDel(STORE.token);
-  token = null;
+  setToken(null);
   stopSocket();
+  statusBar.stop();
   showTokenBox("token_rejected");
   setConn("disconnected");
 }
 
-function authHeaders() {
-  const h = { "Accept": "application/json" };
-  if (token) h["Authorization"] = "Bearer " + token;
-  return h;
-}
-
-async function probeAuth() {
-  // Returns "ok", "unauthorized" or "unreachable".
-  try {
-    const r = await fetch("/api/alerts?open=true", { headers: authHeaders(), cache: "no-store" });
-    if (r.status === 401) return "unauthorized";
-    return "ok";
-  } catch (e) {
-    return "unreachable";
-  }
-}
-
 function start() {
-  token = takeTokenFromUrl();
+  const token = takeTokenFromUrl();
   if (!token) {
     showTokenBox(null);
     setConn("disconnected");
@@ -315,6 +133,8 @@ function start() {
   hideTokenBox();
   stopped = false;
   connect();
+  loadCatalogue();
+  statusBar.start();
 }
 
 // ---------------------------------------------------------------- websocket
@@ -330,7 +150,7 @@ let connState = "connecting";
 function wsUrl() {
   const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
   const params = new URLSearchParams();
-  if (token) params.set("token", token);
+  if (getToken()) params.set("token", getToken());
   if (lastSeq !== null) params.set("since", String(lastSeq));
   const q = params.toString();
   return proto + "//" + window.location.host + "/ws/alerts" + (q ? "?" + q : "");
@@ -359,14 +179,17 @@ function connect() {
     everConnected = true;
     lastLiveAt = Date.now();
     setConn("connected");
+    if (!catalogueLoaded) loadCatalogue();
   };
   sock.onmessage = (ev) => {
     if (ws !== sock) return;
     wsGotMessage = true;
     lastLiveAt = Date.now();
+    const started = performance.now();
     let msg;
     try { msg = JSON.parse(ev.data); } catch (e) { console.warn("lifeline: non-JSON websocket message ignored"); return; }
     handleMessage(msg);
+    perf.record("message", performance.now() - started);
   };
   sock.onclose = (ev) => {
     if (ws !== sock) return;
@@ -415,8 +238,10 @@ function handleMessage(msg) {
     applySnapshot(msg);
   } else if (msg.type === "event") {
     const seq = Number(msg.seq);
-    if (lastSeq !== null && Number.isFinite(seq) && seq <= lastSeq) return; // already seen
+    if (lastSeq !== null && Number.isFinite(seq) && seq <= lastSeq) { duplicatesIgnored += 1; return; } // already seen
     if (Number.isFinite(seq)) lastSeq = seq;
+    eventsApplied += 1;
+    eventsSinceSnapshot += 1;
     applyEvent(msg.event, msg.alert);
     seqDirty = true;
   } else if (msg.error) {
@@ -427,26 +252,26 @@ function handleMessage(msg) {
 function applySnapshot(msg) {
   const wasLoaded = haveSnapshot;
   const before = new Set(alerts.keys());
-  for (const id of alerts.keys()) dirty.add(id);
+  for (const [id, a] of alerts) { dirty.add(id); touchedSensors.add(a.sensor); }
   alerts.clear();
   const list = Array.isArray(msg.alerts) ? msg.alerts : [];
-  let newRed = null;
   for (const a of list) {
     if (!a || !a.id || a.workflow === "closed") continue;
     alerts.set(a.id, a);
     dirty.add(a.id);
+    touchedSensors.add(a.sensor);
     if (a.domain && !knownDomains.has(a.domain)) domainsChanged = true;
     // After a reset, red alerts we had never seen are new to this operator.
-    if (wasLoaded && !before.has(a.id) && a.level === "red") {
-      flashUntil.set(a.id, Date.now() + FLASH_MS);
-      newRed = a;
-    }
+    if (wasLoaded && !before.has(a.id) && a.level === "red") announceRed(a);
   }
   const seq = Number(msg.seq);
   lastSeq = Number.isFinite(seq) ? seq : lastSeq;
+  snapshotSeq = lastSeq;
+  eventsSinceSnapshot = 0;
   haveSnapshot = true;
+  if (timings.boardReady === null) timings.boardReady = performance.now();
   needsResort = true;
-  if (newRed) alarm(newRed);
+  alertsChanged = true;
   seqDirty = true;
   schedule();
 }
@@ -462,28 +287,41 @@ function applyEvent(event, a) {
     const becameRed = a.level === "red" && a.condition !== "cleared" &&
       (event === "raised" || event === "reactivated" || (event === "escalated" && (!prev || prev.level !== "red")) ||
        (!prev && event !== "cleared"));
-    if (becameRed) {
-      flashUntil.set(a.id, Date.now() + FLASH_MS);
-      alarm(a);
-    } else if (event === "raised" || event === "escalated") {
-      freshIds.add(a.id);
-    }
+    if (becameRed) announceRed(a);
+    else if (event === "raised" || event === "escalated") freshIds.add(a.id);
     if (a.domain && !knownDomains.has(a.domain)) domainsChanged = true;
   }
-  if (!prev || !a || prev.level !== a.level || prev.raised_at !== a.raised_at || !alerts.has(a.id)) needsResort = true;
+  if (!prev || prev.level !== a.level || prev.raised_at !== a.raised_at || !alerts.has(a.id) ||
+      (filters.state && (prev.workflow !== a.workflow || prev.condition !== a.condition))) needsResort = true;
   dirty.add(a.id);
+  touchedSensors.add(a.sensor);
+  alertsChanged = true;
   schedule();
+}
+
+function announceRed(a) {
+  flashUntil.delete(a.id);
+  flashUntil.set(a.id, Date.now() + FLASH_MS);
+  // Keep only the newest few flashing: a flood of flashing rows says nothing and costs paint time.
+  while (flashUntil.size > FLASH_MAX) {
+    const oldest = flashUntil.keys().next().value;
+    flashUntil.delete(oldest);
+    const row = rows.get(oldest);
+    if (row) { row.classList.remove("flash", "flash-on"); delete row.dataset.flash; }
+  }
+  pendingRed.push(a);
 }
 
 // ---------------------------------------------------------------- sound
 let audioCtx = null;
 let muted = lsGet(STORE.muted, "false") === "true";
 
+let audioUnavailable = false;
 function getAudio() {
-  if (!audioCtx) {
+  if (!audioCtx && !audioUnavailable) {
     const AC = window.AudioContext || window.webkitAudioContext;
-    if (!AC) return null;
-    try { audioCtx = new AC(); } catch (e) { return null; }
+    try { audioCtx = AC ? new AC() : null; } catch (e) { audioCtx = null; }
+    audioUnavailable = !audioCtx;
   }
   return audioCtx;
 }
@@ -521,9 +359,25 @@ function beep() {
   }
   updateSoundStatus();
 }
-function alarm(a) {
+function flushAlarms() {
+  if (!pendingRed.length) return;
+  const list = pendingRed;
+  pendingRed = [];
   beep();
-  toast(t("new_red", { id: a.id, asset: a.asset || a.sensor || "", message: a.message || "" }), "red", 8000);
+  const a = list[list.length - 1];
+  // One red toast at a time: during a flood it counts up instead of stacking new toasts.
+  if (redToast && redToast.node.isConnected && !redToast.node.classList.contains("leaving")) {
+    redToast.count += list.length;
+    clearTimeout(redToast.timer);
+  } else {
+    redToast = { count: list.length, node: null, timer: null };
+    redToast.node = toast("", "red", 0);
+  }
+  const r = redToast;
+  setText(r.node, r.count === 1
+    ? t("new_red", { id: a.id, asset: a.asset || a.sensor || "", message: a.message || "" })
+    : t("new_red_many", { n: r.count, id: a.id, asset: a.asset || a.sensor || "" }));
+  r.timer = setTimeout(() => { r.node.classList.add("leaving"); setTimeout(() => r.node.remove(), 400); }, RED_TOAST_MS);
 }
 function updateSoundStatus() {
   const btn = $("#mute-toggle");
@@ -547,9 +401,193 @@ function updateSoundStatus() {
   st.classList.toggle("warn", !!blocked);
 }
 
+// ---------------------------------------------------------------- catalogue and map
+async function loadCatalogue() {
+  clearTimeout(catalogueTimer);
+  const started = performance.now();
+  const [base, list] = await Promise.all([get("/api/map"), get("/api/sensors")]);
+  if (!list.ok) {
+    if (list.status !== 401) catalogueTimer = setTimeout(loadCatalogue, 5000);
+    return;
+  }
+  if (base.ok) map.setBase(base.data);
+  const note = $("#map-note");
+  note.hidden = !!(base.ok && base.data.districts);
+  setText(note, t("map_no_base"));
+  setCatalogue(list.data);
+  catalogueLoaded = true;
+  timings.catalogue = performance.now() - started;
+  if (timings.mapReady === null) timings.mapReady = performance.now();
+  scheduleSensorRefresh();
+}
+
+function setCatalogue(list) {
+  sensors.clear();
+  byAsset.clear();
+  districtOf.clear();
+  const hasBase = map.districtIds().length > 0;
+  for (const s of list) {
+    sensors.set(s.id, s);
+    if (s.asset) { if (!byAsset.has(s.asset)) byAsset.set(s.asset, []); byAsset.get(s.asset).push(s); }
+    const loc = s.location || {};
+    const district = s.district || (hasBase ? map.districtAt(Number(loc.lon), Number(loc.lat)) : null);
+    if (district) districtOf.set(s.id, district);
+  }
+  map.setSensors(list);
+  applyMapFilter();
+  fillFilters();
+  // Rows show the catalogue's unit and district, and the filters use it: re-render every row.
+  for (const a of alerts.values()) { touchedSensors.add(a.sensor); dirty.add(a.id); }
+  alertsChanged = true;
+  needsResort = true;
+  schedule();
+}
+
+function scheduleSensorRefresh() {
+  clearTimeout(catalogueTimer);
+  const every = sensors.size > 3000 ? SENSORS_REFRESH_LARGE_MS : SENSORS_REFRESH_MS;
+  catalogueTimer = setTimeout(async () => {
+    if (!document.hidden && !stopped) {
+      const res = await get("/api/sensors");
+      if (res.ok) {
+        if (res.data.length !== sensors.size || res.data.some((s) => !sensors.has(s.id))) setCatalogue(res.data);
+        else { for (const s of res.data) sensors.set(s.id, s); map.updateStatus(res.data); }
+      }
+    }
+    scheduleSensorRefresh();
+  }, every);
+}
+
+function districtLabel(id) { return map ? map.districtName(id) : id; }
+
+function sensorMatches(s) {
+  if (filters.domain && s.domain !== filters.domain) return false;
+  if (filters.owner && s.owner !== filters.owner) return false;
+  if (filters.district && districtOf.get(s.id) !== filters.district) return false;
+  return true;
+}
+function applyMapFilter() {
+  const any = filters.domain || filters.owner || filters.district;
+  map.setFilter(any ? sensorMatches : null);
+  updateMapCount();
+}
+function updateMapCount() {
+  const n = sensors.size;
+  const shown = map.shownCount;
+  let text = n ? (shown === n ? t("map_count", { n }) : t("map_count_filtered", { shown, n })) : "";
+  const alerted = Number($("#map").dataset.alertedSensors || 0);
+  if (alerted) text += " · " + t("map_alerted", { n: alerted });
+  setText($("#map-count"), text);
+}
+
+function updateMapLevels() {
+  const worst = new Map();
+  const risk = new Map();
+  for (const a of alerts.values()) {
+    const cur = worst.get(a.sensor);
+    if (cur === undefined || LEVEL_RANK[a.level] < LEVEL_RANK[cur]) worst.set(a.sensor, a.level);
+    const d = districtOf.get(a.sensor);
+    if (d) {
+      let r = risk.get(d);
+      if (!r) { r = { red: 0, orange: 0, yellow: 0, blue: 0, total: 0 }; risk.set(d, r); }
+      if (r[a.level] !== undefined) r[a.level] += 1;
+      r.total += 1;
+    }
+  }
+  setAttr($("#map"), "data-alerted-sensors", worst.size);
+  setAttr($("#map"), "data-risk", Array.from(risk, ([d, r]) => d + ":" + (LEVELS.find((lv) => r[lv]) || "none")).sort().join(" "));
+  map.setLevels(worst);
+  map.setRisk(risk);
+  updateMapCount();
+}
+
+function renderLegend() {
+  const box = $("#map-legend");
+  box.replaceChildren();
+  const risk = map.mode === "risk";
+  box.append(el("div", "legend-title", risk ? t("legend_risk_title") : t("legend_title")));
+  for (const lv of LEVELS) {
+    const item = el("span", "legend-item");
+    const sw = el("span", "legend-swatch " + (risk ? "area" : "dot"));
+    sw.dataset.level = lv;
+    item.append(sw, el("span", null, levelName(lv)));
+    box.append(item);
+  }
+  if (risk) {
+    const item = el("span", "legend-item wide");
+    const sw = el("span", "legend-swatch area");
+    sw.dataset.level = "none";
+    item.append(sw, el("span", null, t("legend_risk_none")));
+    box.append(item);
+  } else {
+    for (const [cls, key] of [["normal", "legend_normal"], ["silent", "legend_silent"], ["cluster", "legend_cluster"]]) {
+      const item = el("span", "legend-item" + (cls === "cluster" ? " wide" : ""));
+      item.append(el("span", "legend-swatch " + cls), el("span", null, t(key)));
+      box.append(item);
+    }
+  }
+}
+
+function setMapMode(mode) {
+  map.setMode(mode);
+  lsSet(STORE.mapMode, map.mode);
+  for (const b of document.querySelectorAll("#map-mode .seg-btn")) {
+    b.classList.toggle("active", b.dataset.mode === map.mode);
+    setAttr(b, "aria-pressed", b.dataset.mode === map.mode ? "true" : "false");
+  }
+  renderLegend();
+}
+
+function setView(view) {
+  const v = ["board", "split", "map"].includes(view) ? view : "split";
+  document.body.dataset.view = v;
+  lsSet(STORE.view, v);
+  for (const b of document.querySelectorAll("#view-switch .seg-btn")) {
+    b.classList.toggle("active", b.dataset.view === v);
+    setAttr(b, "aria-pressed", b.dataset.view === v ? "true" : "false");
+  }
+}
+
+// ---------------------------------------------------------------- sensor detail
+function openSensor(id) {
+  if (!id) return;
+  selectedSensor = id;
+  detail.open(id);
+  map.select(id);
+  map.focus(id);
+  document.body.classList.add("detail-open");
+  markSelectedRows();
+}
+function closeSensor() {
+  selectedSensor = null;
+  detail.close();
+  map.select(null);
+  document.body.classList.remove("detail-open");
+  markSelectedRows();
+}
+function markSelectedRows() {
+  for (const row of rows.values()) row.classList.toggle("selected", !!row._alert && row._alert.sensor === selectedSensor);
+}
+function openAlertsOf(sensorId) {
+  const out = [];
+  for (const a of alerts.values()) if (a.sensor === sensorId) out.push(a);
+  return out;
+}
+
 // ---------------------------------------------------------------- rendering
-function schedule() {
+function schedule(urgent) {
   if (rafPending) return;
+  const wait = urgent ? 0 : lastRenderAt + RENDER_MIN_MS - performance.now();
+  if (wait > 0) {
+    if (!renderTimer) renderTimer = setTimeout(() => { renderTimer = null; requestRender(); }, wait);
+    return;
+  }
+  requestRender();
+}
+function requestRender() {
+  if (rafPending) return;
+  clearTimeout(renderTimer);
+  renderTimer = null;
   rafPending = true;
   requestAnimationFrame(render);
 }
@@ -557,6 +595,12 @@ function schedule() {
 function visible(a) {
   if (filters.domain && a.domain !== filters.domain) return false;
   if (filters.level && a.level !== filters.level) return false;
+  if (filters.owner && a.owner !== filters.owner) return false;
+  if (filters.district && districtOf.get(a.sensor) !== filters.district) return false;
+  if (filters.state) {
+    if (filters.state === "active" || filters.state === "cleared") { if (a.condition !== filters.state) return false; }
+    else if (a.workflow !== filters.state) return false;
+  }
   return true;
 }
 
@@ -572,6 +616,11 @@ function compareAlerts(a, b) {
 function render() {
   rafPending = false;
   renderCount += 1;
+  lastRenderAt = performance.now();
+  try { renderNow(); } finally { perf.record("render", performance.now() - lastRenderAt); }
+}
+
+function renderNow() {
   if (domainsChanged) { domainsChanged = false; fillFilters(); }
   const board = $("#board");
   let changed = false;
@@ -594,9 +643,15 @@ function render() {
     if (freshIds.size > FRESH_MAX_PER_FRAME) freshIds.clear();
     for (const id of freshIds) {
       const row = rows.get(id);
-      if (!row || !row.isConnected || flashUntil.has(id) || typeof row.animate !== "function") continue;
+      if (!row || !row.isConnected || flashUntil.has(id) || typeof row.animate !== "function" || reduceMotion) continue;
       if (row._fresh) row._fresh.cancel();
-      row._fresh = row.animate([{ backgroundColor: "rgba(79, 195, 247, 0.30)" }, {}], { duration: 2200, easing: "ease-out" });
+      else if (freshRunning >= FRESH_MAX_RUNNING) continue;
+      else freshRunning += 1;
+      const anim = row.animate([{ backgroundColor: "rgba(79, 195, 247, 0.30)" }, {}], { duration: 2200, easing: "ease-out" });
+      row._fresh = anim;
+      const done = () => { if (row._fresh === anim) { row._fresh = null; freshRunning -= 1; } };
+      anim.onfinish = done;
+      anim.oncancel = done;
     }
     freshIds.clear();
   }
@@ -612,7 +667,14 @@ function render() {
     needsResort = false;
     updateCounts(wanted.length);
   }
+  if (alertsChanged) {
+    alertsChanged = false;
+    updateMapLevels();
+    if (selectedSensor && touchedSensors.has(selectedSensor)) { detail.alertChanged(); detail.paint(); }
+    touchedSensors.clear();
+  }
   updateFlashes();
+  flushAlarms();
 }
 
 // Keyed reorder that moves as few rows as possible (rows outside the longest already-ordered
@@ -672,27 +734,36 @@ function buildRow(a) {
 
   const cAge = el("div", "cell c-age");
   c.age = el("span", "age");
-  cAge.append(c.age);
-  c.domain = el("div", "cell c-domain");
+  c.forecast = el("span", "forecast");
+  c.forecast.hidden = true;
+  cAge.append(c.age, c.forecast);
+
   const cAsset = el("div", "cell c-asset");
+  const line1 = el("div", "asset-line");
+  c.domain = el("span", "domain-tag");
   c.asset = el("span", "asset");
   c.sensor = el("span", "sensor");
-  cAsset.append(c.asset, c.sensor);
-  c.metric = el("div", "cell c-metric");
-  c.valueCell = el("div", "cell c-value");
-  c.value = el("span", "value");
-  c.threshold = el("span", "threshold");
-  c.valueCell.append(c.value, c.threshold);
-  const cMsg = el("div", "cell c-msg");
+  c.district = el("span", "district");
+  line1.append(c.domain, c.asset, c.sensor, c.district);
+  const line2 = el("div", "msg-line");
   c.message = el("span", "message");
   c.alertId = el("span", "alert-id");
-  cMsg.append(c.message, c.alertId);
-  const cCond = el("div", "cell c-cond");
+  line2.append(c.message, c.alertId);
+  cAsset.append(line1, line2);
+
+  c.valueCell = el("div", "cell c-value");
+  const vline = el("div", "value-line");
+  c.value = el("span", "value");
+  c.unit = el("span", "unit");
+  vline.append(c.value, c.unit);
+  c.threshold = el("span", "threshold");
+  c.valueCell.append(vline, c.threshold);
+
+  const cState = el("div", "cell c-state");
   c.cond = el("span", "cond-pill");
-  cCond.append(c.cond);
-  const cWf = el("div", "cell c-wf");
   c.wf = el("span", "wf-pill");
-  cWf.append(c.wf);
+  cState.append(c.cond, c.wf);
+
   const cAct = el("div", "cell c-actions");
   c.bAck = el("button", "btn btn-ack");
   c.bAck.type = "button"; c.bAck.dataset.testid = "btn-ack"; c.bAck.dataset.action = "ack";
@@ -702,7 +773,7 @@ function buildRow(a) {
   c.bClose.type = "button"; c.bClose.dataset.testid = "btn-close"; c.bClose.dataset.action = "close";
   cAct.append(c.bAck, c.bDis, c.bClose);
 
-  main.append(cLevel, cAge, c.domain, cAsset, c.metric, c.valueCell, cMsg, cCond, cWf, cAct);
+  main.append(cLevel, cAge, cAsset, c.valueCell, cState, cAct);
   const formSlot = el("div", "row-form-slot");
   const err = el("div", "row-error");
   err.setAttribute("role", "alert");
@@ -712,10 +783,9 @@ function buildRow(a) {
   return row;
 }
 
-function labelOr(prefix, value) {
-  const k = prefix + value;
-  const s = t(k);
-  return s === k ? String(value || "") : s;
+function unitOf(a) {
+  const s = sensors.get(a.sensor);
+  return s && s.metrics ? s.metrics[a.metric] || "" : "";
 }
 
 function updateRow(row, a) {
@@ -726,6 +796,8 @@ function updateRow(row, a) {
   setAttr(row, "data-condition", a.condition || "");
   setAttr(row, "data-workflow", a.workflow || "");
   setAttr(row, "data-peak-level", a.peak_level || a.level || "");
+  setAttr(row, "data-sensor", a.sensor || "");
+  row.classList.toggle("selected", a.sensor === selectedSensor);
   row._alert = a;
 
   setText(c.levelName, levelName(a.level));
@@ -738,24 +810,37 @@ function updateRow(row, a) {
     setAttr(c.peak, "data-level", a.peak_level);
     setAttr(c.peak, "title", t("peak_title", { level: levelLabel(a.peak_level) }));
   }
+  updateManagementBadges(row, a);
 
   updateAge(row, a);
+  const fc = fmtForecast(a.forecast);
+  if (c.forecast.hidden === !!fc) c.forecast.hidden = !fc;
+  if (fc) {
+    setText(c.forecast, fc);
+    setAttr(c.forecast, "data-level", a.forecast.level);
+    setAttr(c.forecast, "title", forecastTitle(a.forecast));
+  }
   setText(c.domain, domainName(a.domain));
+  setAttr(c.domain, "data-domain", a.domain || "");
   setText(c.asset, a.asset || "—");
   setText(c.sensor, a.sensor || "");
-  setText(c.metric, a.metric || "");
-  setText(c.value, fmtNum(a.value));
-  setText(c.threshold, t("threshold_short") + " " + fmtNum(a.threshold));
-  setAttr(c.valueCell, "title", t("updated_at", { time: fmtTime(Number(a.updated_at)) }));
+  const district = districtOf.get(a.sensor);
+  setText(c.district, district ? districtLabel(district) : "");
+  setAttr(c.district, "title", a.owner || "");
   setText(c.message, a.message || "");
   setAttr(c.message, "title", a.message || "");
   setText(c.alertId, a.id);
   setAttr(c.alertId, "title", a.rule || "");
+  setText(c.value, fmtNum(a.value));
+  setText(c.unit, unitOf(a));
+  setText(c.threshold, (a.metric || "") + " · " + t("threshold_short") + " " + fmtNum(a.threshold));
+  setAttr(c.valueCell, "title", t("updated_at", { time: fmtTime(Number(a.updated_at)) }));
 
   setText(c.cond, labelOr("cond_", a.condition));
   setAttr(c.cond, "data-condition", a.condition || "");
   setText(c.wf, labelOr("wf_", a.workflow));
   setAttr(c.wf, "data-workflow", a.workflow || "");
+  setAttr(c.wf, "title", a.dispatched_to ? a.dispatched_to : "");
 
   const busy = row.dataset.busy === "1";
   setText(c.bAck, t("btn_ack"));
@@ -783,13 +868,34 @@ function updateRow(row, a) {
   }
 }
 
+// Alert management (README "Alert management"): a missed response deadline and a flapping
+// alert show as badges beside the level; created on first use, so rows without them cost nothing.
+function updateManagementBadges(row, a) {
+  const c = row._c;
+  for (const flag of ["overdue", "flapping"]) {
+    let badge = c[flag];
+    if (!badge) {
+      if (!a[flag]) continue;
+      badge = c[flag] = el("span", flag + "-badge");
+      badge.dataset.testid = flag + "-badge";
+      c.peak.parentNode.append(badge);
+    }
+    if (badge.hidden === !!a[flag]) badge.hidden = !a[flag];
+    if (a[flag]) {
+      setText(badge, t(flag));
+      setAttr(badge, "title", t(flag + "_title", { step: t("step_" + (a.overdue_for || "acknowledge")),
+                                                   tier: a.escalation_tier || 1 }));
+    }
+  }
+}
+
 function updateAge(row, a) {
   const ra = Number(a.raised_at);
   const age = row._c.age;
   if (!Number.isFinite(ra)) { setText(age, "—"); return; }
   setText(age, fmtAge(Date.now() - ra));
   if (age._ra !== ra) { age._ra = ra; age._lang = null; }
-  if (age._lang !== lang) { age._lang = lang; age.title = t("raised_at", { time: fmtTime(ra) }); }
+  if (age._lang !== getLang()) { age._lang = getLang(); age.title = t("raised_at", { time: fmtTime(ra) }); }
 }
 
 function tickAges() {
@@ -802,11 +908,18 @@ function updateFlashes() {
     const row = rows.get(id);
     if (until <= now) {
       flashUntil.delete(id);
-      if (row) { row.classList.remove("flash"); delete row.dataset.flash; }
+      if (row) { row.classList.remove("flash", "flash-on"); delete row.dataset.flash; }
     } else if (row && !row.classList.contains("flash")) {
       row.classList.add("flash");
       row.dataset.flash = "1";
     }
+  }
+  if (flashUntil.size && !flashTimer && !reduceMotion) {
+    flashTimer = setInterval(() => {
+      flashPhase = !flashPhase;
+      for (const id of flashUntil.keys()) { const row = rows.get(id); if (row) row.classList.toggle("flash-on", flashPhase); }
+      if (!flashUntil.size) { clearInterval(flashTimer); flashTimer = null; }
+    }, FLASH_PHASE_MS);
   }
 }
 
@@ -821,6 +934,7 @@ function updateCounts(shown) {
     chip.classList.toggle("selected", filters.level === lv);
     setAttr(chip, "aria-pressed", filters.level === lv ? "true" : "false");
   }
+  statusBar.setLevels(counts);
   const total = alerts.size;
   const tot = $("#count-total");
   setAttr(tot, "data-count", total);
@@ -829,11 +943,22 @@ function updateCounts(shown) {
   const empty = $("#board-empty");
   const state = !haveSnapshot ? "waiting" : total === 0 ? "none" : shown === 0 ? "filtered" : "hidden";
   setAttr(empty, "data-state", state);
-  empty.hidden = state === "hidden";
+  if (empty.hidden !== (state === "hidden")) empty.hidden = state === "hidden";
   setText(empty.querySelector(".empty-text"),
     state === "waiting" ? t("empty_waiting") : state === "none" ? t("empty_none") : state === "filtered" ? t("empty_filtered") : "");
   setText($("#status-shown"), haveSnapshot ? t("shown", { shown, total }) : "");
-  document.title = (counts.red ? "(" + counts.red + ") " : "") + t("product");
+  updateTitle(counts.red);
+}
+
+// The tab title shows the red count; changing it is an IPC to the browser, so at most once a second.
+function updateTitle(red) {
+  const title = (red ? "(" + red + ") " : "") + t("product");
+  if (document.title === title) return;
+  const wait = titleAt + TITLE_MIN_MS - Date.now();
+  clearTimeout(titleTimer);
+  if (wait > 0) { titleTimer = setTimeout(() => updateTitle(Number($("#count-red").dataset.count) || 0), wait); return; }
+  titleAt = Date.now();
+  document.title = title;
 }
 
 function updateSeqDisplay() {
@@ -841,6 +966,7 @@ function updateSeqDisplay() {
   setAttr(board, "data-last-seq", lastSeq === null ? "" : lastSeq);
   setAttr(board, "data-ready", haveSnapshot ? "true" : "false");
   setText($("#status-seq"), lastSeq === null ? "" : t("seq", { seq: lastSeq }));
+  statusBar.setLink(connState, lastSeq);
 }
 
 // ---------------------------------------------------------------- connection display
@@ -850,6 +976,7 @@ function setConn(state) {
   setAttr(box, "data-state", state);
   setText(box.querySelector(".conn-text"), t("conn_" + state));
   document.body.dataset.conn = state;
+  statusBar.setLink(state, lastSeq);
   updateBanner();
 }
 
@@ -858,6 +985,7 @@ function updateBanner() {
   const show = !stopped && connState !== "connected" && (everConnected || attempts > 1 || connState === "disconnected");
   banner.hidden = !show;
   $("#board").classList.toggle("stale", show && haveSnapshot);
+  $("#map").classList.toggle("stale", show && haveSnapshot);
   if (!show) return;
   const downFor = lastLiveAt ? Date.now() - lastLiveAt : 0;
   banner.dataset.severity = everConnected && downFor < 15000 ? "amber" : "red";
@@ -878,36 +1006,6 @@ function requireOperator() {
   input.focus();
   toast(t("operator_required"), "warn", 5000);
   return null;
-}
-
-async function api(method, path, body) {
-  const headers = authHeaders();
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let r;
-  try {
-    r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
-  } catch (e) {
-    return { ok: false, status: 0, error: t("err_network", { msg: e && e.message ? e.message : String(e) }) };
-  }
-  let data = null;
-  try { data = await r.json(); } catch (e) { data = null; }
-  if (r.ok) return { ok: true, status: r.status, data };
-  if (r.status === 401) { authRejected(); return { ok: false, status: 401, error: t("token_rejected") }; }
-  const serverMsg = serverError(data) || r.statusText || "";
-  let error;
-  if (r.status === 403) error = t("err_forbidden") + (serverMsg ? " (" + serverMsg + ")" : "");
-  else if (r.status === 404) error = t("err_not_found");
-  else if (r.status === 409) error = t("err_prefix", { msg: serverMsg || t("close_still_active") });
-  else error = t("err_http", { status: r.status, msg: serverMsg });
-  return { ok: false, status: r.status, error, serverMsg };
-}
-function serverError(data) {
-  if (!data) return "";
-  if (typeof data.error === "string") return data.error;
-  if (typeof data.detail === "string") return data.detail;
-  if (data.detail && typeof data.detail.error === "string") return data.detail.error;
-  if (Array.isArray(data.detail) && data.detail.length && data.detail[0].msg) return data.detail.map((d) => d.msg).join("; ");
-  return "";
 }
 
 function setRowError(row, message) {
@@ -1041,67 +1139,103 @@ function closeForm(row) {
 }
 
 function onBoardClick(e) {
-  const btn = e.target.closest("button[data-action]");
-  if (!btn || btn.disabled) return;
-  const row = btn.closest(".alert-row");
+  const row = e.target.closest(".alert-row");
   if (!row) return;
+  const btn = e.target.closest("button[data-action]");
+  if (!btn) {
+    // Anywhere else on the row's main line opens the sensor (not inside forms or errors).
+    if (e.target.closest(".row-main") && row._alert) openSensor(row._alert.sensor);
+    return;
+  }
+  if (btn.disabled) return;
   const action = btn.dataset.action;
   if (action === "ack") doAction(row, "ack");
   else if (!operatorName()) requireOperator();
   else openForm(row, action);
 }
 
-// ---------------------------------------------------------------- toasts
-function toast(text, kind, ms) {
-  const box = $("#toasts");
-  const n = el("div", "toast toast-" + (kind || "info"), text);
-  box.append(n);
-  while (box.children.length > 5) box.firstElementChild.remove();
-  setTimeout(() => { n.classList.add("leaving"); setTimeout(() => n.remove(), 400); }, ms || 3500);
-}
-
 // ---------------------------------------------------------------- header, filters, language
 function fillFilters() {
-  const dSel = $("#filter-domain");
-  const lSel = $("#filter-level");
   for (const a of alerts.values()) if (a.domain) knownDomains.add(a.domain);
-  const domains = Array.from(knownDomains);
-  dSel.replaceChildren(opt("", t("all_domains")), ...domains.map((d) => opt(d, domainName(d))));
-  lSel.replaceChildren(opt("", t("all_levels")), ...LEVELS.map((l) => opt(l, levelLabel(l))));
-  dSel.value = filters.domain;
-  lSel.value = filters.level;
+  fillSelect($("#filter-domain"), [["", t("all_domains")], ...Array.from(knownDomains).map((d) => [d, domainName(d)])]);
+  fillSelect($("#filter-level"), [["", t("all_levels")], ...LEVELS.map((l) => [l, levelLabel(l)])]);
+  const districts = new Set(districtOf.values());
+  for (const id of map.districtIds()) districts.add(id);
+  const dOpts = Array.from(districts).sort().map((d) => [d, districtLabel(d)]);
+  fillSelect($("#filter-district"), [["", t("all_districts")], ...dOpts]);
+  const owners = new Set();
+  for (const s of sensors.values()) if (s.owner) owners.add(s.owner);
+  for (const a of alerts.values()) if (a.owner) owners.add(a.owner);
+  fillSelect($("#filter-owner"), [["", t("all_owners")], ...Array.from(owners).sort().map((o) => [o, o])]);
+  fillSelect($("#filter-state"), [["", t("all_states")], ...STATES.map((s) => [s, t("state_" + s)])]);
+  for (const [key, id] of [["domain", "#filter-domain"], ["level", "#filter-level"], ["district", "#filter-district"],
+    ["owner", "#filter-owner"], ["state", "#filter-state"]]) {
+    const sel = $(id);
+    if (sel.value !== filters[key]) sel.value = filters[key];
+    if (sel.value !== filters[key]) filters[key] = sel.value;  // no longer offered
+    sel.classList.toggle("active", !!filters[key]);
+  }
 }
-function opt(value, label) { const o = el("option", null, label); o.value = value; return o; }
+
+function setFilter(key, value) {
+  filters[key] = value;
+  $("#filter-" + key).value = value;
+  $("#filter-" + key).classList.toggle("active", !!value);
+  if (key === "domain" || key === "district" || key === "owner") applyMapFilter();
+  needsResort = true;
+  schedule(true);
+}
 
 function applyLanguage() {
-  document.documentElement.lang = lang;
+  document.documentElement.lang = getLang();
   for (const n of document.querySelectorAll("[data-i18n]")) n.textContent = t(n.dataset.i18n);
   for (const n of document.querySelectorAll("[data-i18n-placeholder]")) n.placeholder = t(n.dataset.i18nPlaceholder);
   for (const n of document.querySelectorAll("[data-i18n-aria]")) n.setAttribute("aria-label", t(n.dataset.i18nAria));
+  for (const n of document.querySelectorAll("[data-i18n-title]")) n.title = t(n.dataset.i18nTitle);
   const lt = $("#lang-toggle");
   lt.textContent = t("lang_button");
   lt.title = t("lang_button_title");
-  lt.dataset.lang = lang;
-  lt.lang = lang === "zh-CN" ? "en" : "zh-CN";  // the button names the other language
+  lt.dataset.lang = getLang();
+  lt.lang = getLang() === "zh-CN" ? "en" : "zh-CN";  // the button names the other language
   $("#token-change").title = t("change_token_title");
+  $("#map-mode").title = t("map_mode_title");
   setText($("#product-name"), t("product"));
+  setText($("#map-note"), t("map_no_base"));
   fillFilters();
   setConn(connState);
   updateSoundStatus();
   updateSeqDisplay();
+  renderLegend();
+  updateMapCount();
+  map.redrawAll();
+  detail.applyLanguage();
+  statusBar.applyLanguage();
   const err = $("#token-error");
   if (!err.hidden && err.dataset.reason) err.textContent = t(err.dataset.reason);
   for (const row of rows.values()) if (row._alert) updateRow(row, row._alert);
   needsResort = true;
-  schedule();
+  schedule(true);
   tickClock();
 }
 
 function tickClock() {
   const now = new Date();
   setText($("#clock .clock-time"), pad2(now.getHours()) + ":" + pad2(now.getMinutes()) + ":" + pad2(now.getSeconds()));
-  const wd = now.toLocaleDateString(lang, { weekday: "short" });
+  const wd = now.toLocaleDateString(getLang(), { weekday: "short" });
   setText($("#clock .clock-date"), now.getFullYear() + "-" + pad2(now.getMonth() + 1) + "-" + pad2(now.getDate()) + " " + wd);
+}
+
+function resetBoard() {
+  // A new token may see a different set of alerts: start from a fresh snapshot.
+  lastSeq = null;
+  haveSnapshot = false;
+  seqDirty = true;
+  for (const id of alerts.keys()) dirty.add(id);
+  alerts.clear();
+  needsResort = true;
+  alertsChanged = true;
+  catalogueLoaded = false;
+  schedule(true);
 }
 
 function wireUi() {
@@ -1116,12 +1250,12 @@ function wireUi() {
     updateSoundStatus();
   });
   $("#lang-toggle").addEventListener("click", () => {
-    lang = lang === "zh-CN" ? "en" : "zh-CN";
-    lsSet(STORE.lang, lang);
+    setLang(getLang() === "zh-CN" ? "en" : "zh-CN");
     applyLanguage();
   });
   $("#token-change").addEventListener("click", () => {
     stopSocket();
+    statusBar.stop();
     setConn("disconnected");
     showTokenBox(null);
   });
@@ -1133,29 +1267,23 @@ function wireUi() {
     e.preventDefault();
     const v = $("#token-input").value.trim();
     if (!v) { $("#token-input").focus(); return; }
-    ssSet(STORE.token, v);
+    setToken(v);
     hideTokenBox();
-    // A new token may see a different set of alerts: start from a fresh snapshot.
-    lastSeq = null;
-    haveSnapshot = false;
-    seqDirty = true;
-    for (const id of alerts.keys()) dirty.add(id);
-    alerts.clear();
-    needsResort = true;
-    schedule();
+    resetBoard();
     start();
   });
-  $("#filter-domain").addEventListener("change", (e) => { filters.domain = e.target.value; needsResort = true; schedule(); });
-  $("#filter-level").addEventListener("change", (e) => { filters.level = e.target.value; needsResort = true; schedule(); });
+  for (const key of ["domain", "level", "district", "owner", "state"]) {
+    $("#filter-" + key).addEventListener("change", (e) => setFilter(key, e.target.value));
+  }
   for (const lv of LEVELS) {
-    $("#count-" + lv).addEventListener("click", () => {
-      filters.level = filters.level === lv ? "" : lv;
-      $("#filter-level").value = filters.level;
-      needsResort = true;
-      schedule();
-    });
+    $("#count-" + lv).addEventListener("click", () => setFilter("level", filters.level === lv ? "" : lv));
   }
   $("#board").addEventListener("click", onBoardClick);
+  for (const b of document.querySelectorAll("#view-switch .seg-btn")) b.addEventListener("click", () => setView(b.dataset.view));
+  for (const b of document.querySelectorAll("#map-mode .seg-btn")) b.addEventListener("click", () => setMapMode(b.dataset.mode));
+  $("#map-zoom-in").addEventListener("click", () => map.zoom(1.6));
+  $("#map-zoom-out").addEventListener("click", () => map.zoom(1 / 1.6));
+  $("#map-fit").addEventListener("click", () => map.reset());
   // Browsers only allow audio after a user gesture: unlock on the first interaction.
   const unlock = () => { if (!muted) unlockAudio(); };
   document.addEventListener("pointerdown", unlock, { capture: true });
@@ -1163,7 +1291,26 @@ function wireUi() {
 }
 
 function init() {
+  whenUnauthorized(authRejected);
+  statusBar = new StatusBar();
+  map = new CityMap($("#map"), {
+    onSelect: openSensor,
+    onDistrict: (id) => setFilter("district", filters.district === id ? "" : id)
+  });
+  detail = new SensorDetail($("#detail"), {
+    sensor: (id) => sensors.get(id),
+    siblings: (s) => (s.asset && byAsset.get(s.asset)) || [],
+    gateway: (id) => statusBar.gateway(id),
+    districtName: districtLabel,
+    openAlerts: openAlertsOf,
+    onClose: closeSensor,
+    onSelect: openSensor
+  });
+  closeOnEscape(detail, closeSensor);
+  statusBar.onGateways(() => { if (detail.isOpen) detail.paintQuality(); });
   wireUi();
+  setView(lsGet(STORE.view, "split"));
+  setMapMode(lsGet(STORE.mapMode, "sensors"));
   fillDispatchList();
   applyLanguage();
   updateCounts(0);
@@ -1181,10 +1328,23 @@ window.lifeline = {
   get beeps() { return beepCount; },
   get renders() { return renderCount; },
   get openAlerts() { return alerts.size; },
+  get eventsApplied() { return eventsApplied; },
+  get duplicatesIgnored() { return duplicatesIgnored; },
+  get snapshotSeq() { return snapshotSeq; },
+  get eventsSinceSnapshot() { return eventsSinceSnapshot; },
+  get sensors() { return sensors.size; },
+  get timings() { return Object.assign({}, timings); },
+  get perf() { return perf.snapshot(); },
+  resetPerf: () => perf.reset(),
+  get language() { return getLang(); },
+  mapPosition: (id) => (map ? map.screenPosition(id) : null),
+  formatForecast: (forecast, language) => {
+    const keep = getLang();
+    if (language) setLang(language);
+    try { return fmtForecast(forecast); } finally { if (language) setLang(keep); }
+  },
   I18N
 };
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
 else init();
-
-})();

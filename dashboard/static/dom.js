@@ -27,10 +27,12 @@ export function fillSelect(select, options) {
   }
 }
 
+/** Show a toast for `ms` (default 3.5 s; 0: the caller removes it). Returns its element. */
 export function toast(text, kind, ms) {
   const box = $("#toasts");
   const n = el("div", "toast toast-" + (kind || "info"), text);
   box.append(n);
   while (box.children.length > 5) box.firstElementChild.remove();
-  setTimeout(() => { n.classList.add("leaving"); setTimeout(() => n.remove(), 400); }, ms || 3500);
+  if (ms !== 0) setTimeout(() => { n.classList.add("leaving"); setTimeout(() => n.remove(), 400); }, ms || 3500);
+  return n;
 }
