@@ -127,10 +127,44 @@ def main() -> None:
 
     measure("change + quality: 10/channel, 1M rows", both, [feed.batch(10) for _ in range(2)])
 
+    full_set(catalogue, rules, feed)
+
     for name, detector in (("change", change), ("quality", quality)):
         total = array_bytes(detector)
         print(f"{name}: {total / 1e6:.1f} MB of numpy arrays = {total / N_CHANNELS:.0f} bytes per channel "
               f"(one binding each), incl. its LevelMachine and channel index")
+
+
+def full_set(catalogue: Catalogue, rules: list[Rule], feed: Feed) -> None:
+    """Every detector kind on every channel, as the pipeline runs them on each batch."""
+    from detectors.registry import build_detectors
+    from lifeline.config import Threshold
+    from lifeline.rule_kinds import Deadman, Trend
+
+    extra = [
+        Rule("level", {}, Threshold("above", {"yellow": 120.0, "red": 140.0}, 0.9, 0.0)),
+        Rule("rising", {}, None, kind="trend", spec=Trend(window_s=300, min_points=3, direction="rising",
+                                                           levels={"yellow": 5.0, "red": 10.0}, clear=0.8, hold_s=0,
+                                                           forecast_rule=None, horizon_s=0, max_points=16)),
+        Rule("silence", {}, None, kind="deadman", spec=Deadman(after=3, level="yellow", gateway_level="orange",
+                                                               grace_s=None)),
+    ]
+    detectors = build_detectors(catalogue, [*rules, *extra])
+
+    def everything(batch: Batch) -> list:
+        found = [detectors.quality.update(batch)]
+        found += [d.update(batch) for d in detectors.hazards]
+        found.append(detectors.deadman.update(batch))
+        return [row for f in found for row in f.binding]
+
+    for _ in range(2):
+        everything(feed.batch(10))
+    bindings = sum(len(d.bindings) for d in detectors.all())
+    print(f"full set ({bindings} bindings: threshold, trend, change, quality on every channel; deadman per sensor)")
+    measure("full set: 1 reading/channel, 100k rows", everything, [feed.batch(1) for _ in range(4)])
+    measure("full set: 10 readings/channel, 1M rows", everything, [feed.batch(10) for _ in range(2)])
+    total = sum(array_bytes(d) for d in detectors.all())
+    print(f"full set: {total / 1e6:.1f} MB of numpy arrays = {total / N_CHANNELS:.0f} bytes per channel")
 
 
 if __name__ == "__main__":

@@ -121,12 +121,14 @@ class RetrySpec:
 
 @dataclass(frozen=True)
 class AlertManagementSettings:
-    deadlines: dict[str, Deadline] = field(default_factory=lambda: dict(DEFAULT_DEADLINES))
+    # Off unless configured: overdue/flapping are events beyond CONTRACT §6's list, so a
+    # deployment opts in (`deadlines: true` takes the practice values above).
+    deadlines: dict[str, Deadline] = field(default_factory=dict)
     escalation: tuple[str, ...] = ()  # receiver of tier 1, tier 2, ... (missed deadlines)
     receivers: tuple[ReceiverSpec, ...] = ()
     routes: tuple[RouteSpec, ...] = ()
     inhibit_rules: tuple[InhibitRuleSpec, ...] = DEFAULT_INHIBIT_RULES
-    flapping: FlappingSpec | None = FlappingSpec()
+    flapping: FlappingSpec | None = None
     retry: RetrySpec = RetrySpec()
     operators_on_duty: int = 1  # alarm-load rates per operator (ISA-18.2: about 1 per 10 min)
 
@@ -397,8 +399,10 @@ def _inhibit_rules(chk: Checker, raw: Any, line: int | None) -> list[InhibitRule
 
 
 def _flapping(chk: Checker, raw: Any, line: int | None) -> FlappingSpec | None:
-    if raw is False:
+    if raw is False or raw is None:
         return None
+    if raw is True:
+        return FlappingSpec()
     entry = mapping(chk, raw, line, "alerting.flapping")
     if entry is None:
         return FlappingSpec()
@@ -428,7 +432,11 @@ def _retry(chk: Checker, raw: Any, line: int | None) -> RetrySpec:
 
 def parse_alert_management(chk: Checker, raw: LineDict) -> AlertManagementSettings:
     """The alert-management keys of `alerting:` (see KEYS); unknown keys are config.py's to report."""
-    deadlines = _deadlines(chk, raw.get("deadlines"), raw.line_of("deadlines")) if "deadlines" in raw else None
+    deadlines = None
+    if raw.get("deadlines") is True:
+        deadlines = dict(DEFAULT_DEADLINES)
+    elif "deadlines" in raw:
+        deadlines = _deadlines(chk, raw.get("deadlines"), raw.line_of("deadlines"))
     receivers = _receivers(chk, raw.get("receivers"), raw.line_of("receivers"))
     names = {r.name for r in receivers}
     escalation: tuple[str, ...] = ()

@@ -42,8 +42,11 @@ def test_the_readme_example_is_valid():
 
 def test_defaults_and_switching_things_off():
     management = parse_config(CITY).alerting.management
-    assert management.deadlines["red"].acknowledge_s == 300 and management.flapping is not None
+    # Deadlines and flapping add events beyond CONTRACT §6's list: off unless configured.
+    assert management.deadlines == {} and management.flapping is None
     assert len(management.inhibit_rules) == 3 and management.routes == ()
+    on = parse_config(CITY + "alerting: {deadlines: true, flapping: true}").alerting.management
+    assert on.deadlines == DEFAULT_DEADLINES and on.flapping is not None and on.flapping.changes == 6
     off = parse_config(CITY + "alerting: {deadlines: false, flapping: false, inhibit_rules: []}").alerting.management
     assert off.deadlines == {} and off.flapping is None and off.inhibit_rules == ()
 

@@ -31,6 +31,7 @@ from simulators.signals import Baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 START = 1763798400000  # 2025-11-22 08:00 Hefei
+BACKFILL_SPEED = 2000
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +394,7 @@ def test_offline_gateway_backfills_its_readings(city: Config, tmp_path: Path) ->
         client.loop_start()
         client.subscribe("lifeline/+/telemetry", qos=1)
         assert subscribed.wait(5)
-        summary = simulate(city, broker.url, scenario=str(scenario), speed=800, log=lambda _: None)
+        summary = simulate(city, broker.url, scenario=str(scenario), speed=BACKFILL_SPEED, log=lambda _: None)
         deadline = time.monotonic() + 10
         while len(received) < summary["messages"] and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -410,6 +411,6 @@ def test_offline_gateway_backfills_its_readings(city: Config, tmp_path: Path) ->
     burst = [mine[i][0] for i in held]
     assert max(burst) - min(burst) < 500
     silent_s = (min(burst) - mine[before[-1]][0]) / 1000
-    assert silent_s > 0.5 * (offline["end"] - offline["start"]) / 1000 / 800
+    assert silent_s > 0.5 * (offline["end"] - offline["start"]) / 1000 / BACKFILL_SPEED
     assert [stamps[i] for i in held] == sorted(stamps[i] for i in held)
     assert all(mine[i][0] < min(burst) for i in before)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lifeline.cli import main
 from simulators.alert_sources import SourceError, activations_from_records, load_activations, read_truth_file
 from simulators.scoring import (
     RunInfo,
@@ -204,7 +205,7 @@ def test_events_win_over_alert_objects_and_files_of_both_shapes(tmp_path: Path) 
         read_truth_file(tmp_path / "missing.jsonl")
 
 
-def test_score_command_prints_a_table_and_json(tmp_path: Path) -> None:
+def test_score_command_prints_a_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     truth = tmp_path / "truth.jsonl"
     truth.write_text("\n".join(json.dumps(r) for r in [
         {"type": "run", "sensors": 10, "sensors_by_domain": {"gas": 10}, "sim_start": T0},
@@ -217,10 +218,10 @@ def test_score_command_prints_a_table_and_json(tmp_path: Path) -> None:
     table = subprocess.run(run, capture_output=True, text=True, cwd=ROOT)
     assert table.returncode == 0, table.stderr
     assert "gas_leak" in table.stdout and "overall" in table.stdout and "a-2" in table.stdout
-    as_json = json.loads(subprocess.run([*run, "--json", "--hours", "5"], capture_output=True, text=True,
-                                        cwd=ROOT, check=True).stdout)
+    capsys.readouterr()
+    assert main(run[3:] + ["--json", "--hours", "5"]) == 0
+    as_json = json.loads(capsys.readouterr().out)
     assert as_json["overall"]["detected"] == 1 and as_json["overall"]["first_alert_s"]["max"] == 12.0
     assert as_json["overall"]["false_per_1000_sensor_hours"] == pytest.approx(1000 / 50)  # 10 sensors x 5 h
-    missing = subprocess.run([sys.executable, "-m", "lifeline.cli", "score", "--truth", str(truth),
-                              "--alerts", "http://127.0.0.1:9/"], capture_output=True, text=True, cwd=ROOT)
-    assert missing.returncode == 2 and "lifeline score:" in missing.stderr
+    assert main(["score", "--truth", str(truth), "--alerts", "http://127.0.0.1:9/"]) == 2
+    assert "lifeline score:" in capsys.readouterr().err
