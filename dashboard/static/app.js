@@ -813,7 +813,7 @@ function updateRow(row, a) {
   updateManagementBadges(row, a);
 
   updateAge(row, a);
-  const fc = fmtForecast(a.forecast);
+  const fc = a.condition === "cleared" ? "" : fmtForecast(a.forecast);  // a cleared alert's forecast is stale
   if (c.forecast.hidden === !!fc) c.forecast.hidden = !fc;
   if (fc) {
     setText(c.forecast, fc);

@@ -119,6 +119,7 @@ export class CityMap {
     this.baseDirty = true; this.overDirty = true; this.overUrgent = false; this.riskPending = false;
     this.lastBase = 0; this.lastOver = 0; this.animating = false;
     this.raf = 0;
+    this.wakeTimer = null;
     this.reduceMotion = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
     this._wire();
     this.userMoved = false;  // until the operator pans or zooms, the city is refitted on resize
@@ -323,7 +324,14 @@ export class CityMap {
   // ------------------------------------------------------------------ drawing
   schedule() {
     if (this.raf) return;
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
     this.raf = requestAnimationFrame((now) => this._frame(now));
+  }
+
+  _wake(ms) {
+    if (this.raf || this.wakeTimer) return;
+    this.wakeTimer = setTimeout(() => { this.wakeTimer = null; this.schedule(); }, ms);
   }
 
   _frame(now) {
@@ -353,7 +361,14 @@ export class CityMap {
         overlayWaiting = true;
       }
     }
-    if (this.riskPending || this.animating || overlayWaiting) this.schedule();
+    // Pending work waits on a timer, not a chain of animation frames: a wall screen with a
+    // pulsing red sensor then wakes ten times a second instead of sixty.
+    if (this.riskPending || this.animating || overlayWaiting) {
+      const waits = [];
+      if (this.riskPending) waits.push(RISK_REDRAW_MS - (now - this.lastBase));
+      if (this.animating || overlayWaiting) waits.push(OVERLAY_MIN_MS - (now - this.lastOver));
+      this._wake(Math.max(0, Math.min(...waits)));
+    }
   }
 
   _pathRing(ctx, ring, w, h) {
