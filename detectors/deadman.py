@@ -2,8 +2,9 @@
 
 Silence is measured on the wall clock (a silent sensor sends no timestamps) from the arrival
 of its last accepted reading, and evaluated on a timer (`tick`), not only when data arrives.
-A gateway whose sensors all went quiet raises one gateway alert instead of one per sensor:
-while the gateway is silent its sensors' silence is inhibited.
+A gateway whose sensors all went quiet raises one gateway alert instead of one per sensor: a
+sensor's own silence is only raised once its gateway has sent something after the sensor's
+deadline, and never while the gateway is silent.
 
 At start-up every sensor is given a grace period (by default `after` x its interval) so a
 restart never floods operators with silence alerts; a silence alert still open from before
@@ -119,12 +120,14 @@ class DeadmanDetector:
     def _evaluate(self, which: np.ndarray, now: int) -> ThresholdFindings:
         silent = (now - self._last_arrival) > self._allowed_ms
         if self._members:
-            # A silent gateway inhibits its sensors' silence: one alert for the outage.
+            # One alert for a gateway outage, not one per sensor: a sensor's silence is its own
+            # only if its gateway still sent something after the sensor's deadline; until then
+            # it waits to see whether the whole gateway went quiet.
             gateway = self._gateway_of
-            inhibited = np.zeros(self.n_sensor_bindings, bool)
-            has = gateway >= 0
-            inhibited[has] = silent[gateway[has]]
-            silent[:self.n_sensor_bindings] &= ~inhibited
+            has = np.flatnonzero(gateway >= 0)
+            deadline = self._last_arrival[has] + self._allowed_ms[has]
+            own = self._last_arrival[gateway[has]] > deadline
+            silent[has] &= own & ~silent[gateway[has]]
         flag = silent[which].astype(np.float64)
         return self._machine.update(which, np.full(which.size, now, np.int64), flag)
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from lifeline.config import Config, ConfigError, Problem, load_config
 
 DEMO_CONFIG = "demo/lifeline.yaml"
+#: What `make demo` shows: one incident per domain every 15 minutes, plus a stuck gas
+#: detector, an elevator gateway going offline and backfilling, and a slow leak for the trend.
+DEMO_SCENARIO = "default+sensor_stuck+gateway_offline+slow_leak"
 
 
 def _default_config_path() -> Path:
@@ -227,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--http", help="HOST:PORT of the dashboard and API (default 127.0.0.1:8000)")
     up.add_argument("--data", help="data folder (SQLite files, private broker state)")
     up.add_argument("--simulate", action="store_true", help="also run the simulator against the same broker")
-    up.add_argument("--scenario", default="default", help="simulator scenario with --simulate")
+    up.add_argument("--scenario", default=DEMO_SCENARIO,
+                    help=f"simulator scenario with --simulate (default: {DEMO_SCENARIO})")
     up.set_defaults(func=cmd_up)
 
     from simulators.commands import add_score_arguments, add_simulate_arguments
