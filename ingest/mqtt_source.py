@@ -90,7 +90,8 @@ class MqttSource:
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
         self._queue.append(Message(message.topic, message.payload, int(time.time() * 1000)))
-        self._arrived.set()
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     # -- pipeline side ------------------------------------------------------------------------
     def drain(self, linger_s: float, max_messages: int, timeout_s: float) -> list[Message]:
@@ -101,10 +102,11 @@ class MqttSource:
             self._arrived.clear()
             if not self._queue:
                 return []
-        deadline = time.monotonic() + linger_s
-        while len(self._queue) < max_messages and time.monotonic() < deadline:
-            self._arrived.wait(max(0.0, deadline - time.monotonic()))
-            self._arrived.clear()
+        if len(self._queue) < max_messages:
+            # One sleep rather than a wake-up per message: waking the pipeline thread for every
+            # arrival makes it fight the network thread for the GIL.
+            time.sleep(linger_s)
+        self._arrived.clear()
         count = min(len(self._queue), max_messages)
         popleft = self._queue.popleft
         return [popleft() for _ in range(count)]

@@ -2,7 +2,8 @@
 
 Starts a private Mosquitto, `lifeline up` as a subprocess (same code and configuration path,
 archive and detectors on) with a generated catalogue, and separate publisher processes that
-send pre-encoded gateway payloads as fast as the broker takes them. The service's own
+send pre-encoded gateway payloads as fast as the broker takes them (paho for batched
+payloads; Mosquitto's C `mosquitto_pub -l` for one reading per message). The service's own
 `/healthz` counters say how many readings it fully processed (decoded, validated, archived,
 detected); the rate is taken between the first and last progress samples. It prints numbers
 and never asserts them.
@@ -68,10 +69,29 @@ def _publisher(url: str, gateways: list[int], sensors: int, n_gateways: int, per
     for m in range(messages):
         g = gateways[m % len(gateways)]
         info = client.publish(f"lifeline/gw-{g:03d}/telemetry", payloads[g][m % 4], qos=1)
+        if m % 20_000 == 19_999:
+            info.wait_for_publish(120)  # MQTT message ids wrap at 65,535 outstanding
     if info is not None:
         info.wait_for_publish(120)
     client.disconnect()
     client.loop_stop()
+
+
+def _line_publisher(url: str, gateway: int, sensors: int, n_gateways: int, messages: int, start_ts: int) -> None:
+    """One reading per message through Mosquitto's own C client (`mosquitto_pub -l`: a message
+    per stdin line), because a Python publisher is slower than the service it should load."""
+    import shutil
+
+    from lifeline.mqtturl import parse_mqtt_url
+
+    address = parse_mqtt_url(url)
+    own = list(range(gateway, sensors, n_gateways))
+    lines = "".join(
+        f'{{"S{own[i % len(own)]:06d}": {{"ts": {start_ts + i}, "values": {{"ch4": {1.0 + (i % 7) * 0.3:.1f}}}}}}}\n'
+        for i in range(messages))
+    subprocess.run([shutil.which("mosquitto_pub") or "mosquitto_pub", "-h", address.host, "-p", str(address.port),
+                    "-q", "1", "-t", f"lifeline/gw-{gateway:03d}/telemetry", "-l"],
+                   input=lines.encode(), check=True)
 
 
 def _health(url: str) -> dict:
@@ -105,9 +125,14 @@ def run_ingest(sensors: int = 10_000, gateways: int = 20, per_message: int = 100
                 expected = messages * per_message
                 start_ts = int(time.time() * 1000) - 3_600_000
                 split = [list(range(gateways))[i::publishers] for i in range(publishers)]
-                procs = [multiprocessing.Process(target=_publisher, args=(
-                    broker.url, split[i], sensors, gateways, per_message, messages // publishers, start_ts))
-                    for i in range(publishers)]
+                if per_message == 1:
+                    procs = [multiprocessing.Process(target=_line_publisher, args=(
+                        broker.url, i % gateways, sensors, gateways, messages // publishers, start_ts))
+                        for i in range(publishers)]
+                else:
+                    procs = [multiprocessing.Process(target=_publisher, args=(
+                        broker.url, split[i], sensors, gateways, per_message, messages // publishers, start_ts))
+                        for i in range(publishers)]
                 t_publish = time.monotonic()
                 for proc in procs:
                     proc.start()
