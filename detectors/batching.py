@@ -9,6 +9,8 @@ at once with array operations and the Python loop runs over rounds, not readings
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -95,3 +97,18 @@ def rounds(binding: np.ndarray, ts: np.ndarray, last_ts: np.ndarray) -> tuple[np
     by_round = stable_argsort(rank, int(lengths.max()))
     bounds = np.r_[0, np.cumsum(np.bincount(rank))].astype(np.intp)
     return kept[by_binding[by_round]], bounds
+
+
+def each_round(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray,
+               last_ts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A batch's readings expanded to bindings, round by round: (binding, ts, value) arrays
+    with distinct bindings in each round, late readings left out (see `rounds`)."""
+    binding, row = index.expand(channel)
+    if binding.size == 0:
+        return
+    ts = np.asarray(ts, np.int64)[row]
+    value = np.asarray(value, np.float64)[row]
+    order, bounds = rounds(binding, ts, last_ts)
+    for r in range(bounds.size - 1):
+        pick = order[bounds[r]:bounds[r + 1]]
+        yield binding[pick], ts[pick], value[pick]

@@ -57,8 +57,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.batching import BindingIndex
-from detectors.batching import rounds as schedule
+from detectors.batching import BindingIndex, each_round
 from detectors.formatting import with_unit
 from detectors.level_machine import LevelMachine
 from detectors.threshold import Binding, ThresholdFindings, bind_rules, empty_findings
@@ -176,16 +175,9 @@ class ChangeDetector:
         """Evaluate a batch; the level changes it caused, in (binding, ts) order."""
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
-        binding, row = self._index.expand(batch.channel)
-        if binding.size == 0:
-            return empty_findings()
-        ts = np.asarray(batch.ts, np.int64)[row]
-        value = np.asarray(batch.value, np.float64)[row]
-        order, bounds = schedule(binding, ts, self._last_ts)
         parts = []
-        for r in range(bounds.size - 1):
-            pick = order[bounds[r]:bounds[r + 1]]
-            found = self._round(binding[pick], ts[pick], value[pick])
+        for b, t, v in each_round(self._index, batch.channel, batch.ts, batch.value, self._last_ts):
+            found = self._round(b, t, v)
             if len(found):
                 parts.append(found)
         if not parts:

@@ -41,8 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.batching import BindingIndex
-from detectors.batching import rounds as schedule
+from detectors.batching import BindingIndex, each_round
 from detectors.formatting import format_number, with_unit
 from detectors.level_machine import LevelMachine, flag_threshold
 from detectors.threshold import Binding, ThresholdFindings, bind_rules, empty_findings
@@ -176,18 +175,10 @@ class QualityDetector:
         """Evaluate a batch; fault level changes in (binding, ts) order."""
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
-        binding, row = self._index.expand(batch.channel)
-        if binding.size == 0:
-            return empty_findings()
-        ts = np.asarray(batch.ts, np.int64)[row]
-        value = np.asarray(batch.value, np.float64)[row]
-        order, bounds = schedule(binding, ts, self._last_ts)
         streams, stamps, flags = [], [], []
-        for r in range(bounds.size - 1):
-            pick = order[bounds[r]:bounds[r + 1]]
-            b, t = binding[pick], ts[pick]
+        for b, t, v in each_round(self._index, batch.channel, batch.ts, batch.value, self._last_ts):
             before = self._faulty[b]
-            after = self._round(b, t, value[pick])
+            after = self._round(b, t, v)
             # Only flag changes go to the level machine: with one level, clear 1.0 and no hold
             # its level is the flag itself, so the readings in between change nothing (same
             # findings and `since` as feeding every reading, which the reference does).

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.batching import BindingIndex, rounds
+from detectors.batching import BindingIndex, each_round
 from detectors.level_machine import LevelMachine
 from detectors.threshold import Binding, ThresholdFindings, empty_findings
 from ingest.batch import Batch
@@ -146,18 +146,10 @@ class TrendDetector:
     def update(self, batch: Batch) -> ThresholdFindings:
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
-        binding, row = self._index.expand(batch.channel)
-        if binding.size == 0:
-            return empty_findings()
-        ts = batch.ts[row]
-        value = batch.value[row]
         if self._origin_ms is None:
-            self._origin_ms = int(ts.min())
-        order, bounds = rounds(binding, ts, self._last_ts)
+            self._origin_ms = int(batch.ts.min())
         streams, stamps, stats = [], [], []
-        for r in range(bounds.size - 1):
-            pick = order[bounds[r]:bounds[r + 1]]
-            b, t, v = binding[pick], ts[pick], value[pick]
+        for b, t, v in each_round(self._index, batch.channel, batch.ts, batch.value, self._last_ts):
             self._last_ts[b] = t
             stat = self._round(b, t, v)
             streams.append(b)
