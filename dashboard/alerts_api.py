@@ -33,6 +33,7 @@ def _visible(alert: dict, principal: Principal) -> bool:
 def list_alerts(request: Request, principal: Viewer, open: bool = True, domain: str | None = None,  # noqa: A002 - CONTRACT name
                 level: str | None = None, since: int | None = None,
                 limit: int = Query(1000, ge=1, le=10_000)) -> list[dict]:
+    level = level or None  # `?level=` empty, as a form leaves it, means any level
     if level is not None and level not in LEVELS:
         raise HTTPException(400, f"unknown level {level!r}; one of {', '.join(LEVELS)}")
     store = request.app.state.context.store

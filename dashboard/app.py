@@ -24,6 +24,7 @@ from dashboard import (
     websocket,
 )
 from dashboard.context import AppContext
+from dashboard.empty_query import DropEmptyQueryParameters
 from dashboard.hub import AlertHub
 
 STATIC = Path(__file__).parent / "static"
@@ -34,6 +35,7 @@ def create_app(context: AppContext, hub: AlertHub) -> FastAPI:
                   description="City lifeline monitoring and early warning: alerts, sensors, live events.")
     app.state.context = context
     app.state.hub = hub
+    app.add_middleware(DropEmptyQueryParameters)
 
     # Starlette's class, so its own refusals (unknown route, method, unparsable body) are JSON too.
     @app.exception_handler(HTTPException)

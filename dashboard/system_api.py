@@ -30,4 +30,4 @@ def rejections(request: Request, principal: Viewer, gateway: str | None = None, 
     own = None
     if owner is not None:
         own = {g.id for g in context.catalogue.gateways if g.owner == owner}
-    return context.dead_letters.latest(gateway=gateway, gateways=own, limit=limit)
+    return context.dead_letters.latest(gateway=gateway or None, gateways=own, limit=limit)

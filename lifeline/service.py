@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -54,7 +54,6 @@ class Settings:
     data_dir: Path
     simulate: bool = False
     scenario: str = "default"
-    announce: list[str] = field(default_factory=list)
 
 
 def resolve_settings(config: Config, *, mqtt: str | None = None, http: str | None = None,

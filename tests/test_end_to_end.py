@@ -57,6 +57,7 @@ def test_gas_leak_is_raised_escalated_handled_and_survives_restart(service, brok
     status, body = service.request("POST", f"/api/alerts/{alert_id}/close", {"by": "Li", "note": "valve fixed"})
     assert status == 200 and body["workflow"] == "closed"
     assert service.get("/api/alerts?open=true") == []
+    assert service.get("/api/alerts?open=true&domain=&level=") == []  # empty filters mean any
     closed_before = service.get(f"/api/alerts/{alert_id}")
 
     assert service.stop() == 0  # a clean stop on SIGTERM
@@ -72,6 +73,8 @@ def test_gas_leak_is_raised_escalated_handled_and_survives_restart(service, brok
     assert service.get("/api/alerts?open=false")[0]["id"] == alert_id
     readings = service.get(f"/api/sensors/GAS-0001/readings?metric=ch4&since={t0}&until={t0 + 30_000}")
     assert [r["value"] for r in readings["readings"]] == [1.0, 12.0, 21.5, 19.0]
+    unbounded = service.get("/api/sensors/GAS-0001/readings?metric=ch4&since=&until=")
+    assert [r["value"] for r in unbounded["readings"]] == [1.0, 12.0, 21.5, 19.0, 4.0]
     gateway.close()
 
 
