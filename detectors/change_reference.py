@@ -16,7 +16,7 @@ import numpy as np
 
 from detectors.change import SIGMA_FLOOR_ABS, SIGMA_FLOOR_REL, ewma_scale
 from detectors.threshold import Binding, ThresholdFindings, bind_rules
-from detectors.threshold_reference import ReferenceThresholdDetector
+from detectors.threshold_reference import ReferenceThresholdDetector, findings_of, on_time_readings
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
 from lifeline.config import Rule, Threshold
@@ -68,24 +68,13 @@ class ReferenceChangeDetector:
 
     def update(self, batch: Batch) -> ThresholdFindings:
         """Evaluate every binding's readings in (ts, row) order; findings in (binding, ts) order."""
-        readings: dict[int, list[tuple[int, int, float]]] = {}
-        for row in range(len(batch)):
-            for b in self.bindings_of.get(int(batch.channel[row]), []):
-                readings.setdefault(b, []).append((int(batch.ts[row]), row, float(batch.value[row])))
         rows: list[tuple] = []
-        for b in sorted(readings):
-            state = self.states[b]
-            newest_before = state.last_ts
-            for ts, _row, value in sorted(readings[b]):
-                if newest_before is not None and ts < newest_before:
-                    continue  # late: archived elsewhere, not evaluated
-                change = self.evaluate(b, ts, value)
-                if change is not None:
-                    rows.append(change)
-                state.last_ts = ts
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 7
-        dtypes = (np.int32, np.int64, np.int8, np.int8, np.float64, np.float64, np.int64)
-        return ThresholdFindings(*(np.array(col, dtype=dt) for col, dt in zip(columns, dtypes, strict=True)))
+        for b, ts, value in on_time_readings(batch, self.bindings_of, lambda b: self.states[b].last_ts):
+            change = self.evaluate(b, ts, value)
+            if change is not None:
+                rows.append(change)
+            self.states[b].last_ts = ts
+        return findings_of(rows)
 
     def evaluate(self, b: int, t: int, x: float) -> tuple | None:
         """One reading of binding `b`: warm-up or statistic, level, then learning."""

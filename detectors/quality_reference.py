@@ -17,7 +17,7 @@ import numpy as np
 from detectors.level_machine import flag_threshold
 from detectors.quality import FAULTS, MAD_SCALE
 from detectors.threshold import Binding, ThresholdFindings, bind_rules
-from detectors.threshold_reference import ReferenceThresholdDetector
+from detectors.threshold_reference import ReferenceThresholdDetector, findings_of, on_time_readings
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
 from lifeline.config import Rule
@@ -81,31 +81,21 @@ class ReferenceQualityDetector:
 
     def update(self, batch: Batch) -> ThresholdFindings:
         """Evaluate every binding's readings in (ts, row) order; findings in (binding, ts) order."""
-        readings: dict[int, list[tuple[int, int, float]]] = {}
-        for row in range(len(batch)):
-            for b in self.bindings_of.get(int(batch.channel[row]), []):
-                readings.setdefault(b, []).append((int(batch.ts[row]), row, float(batch.value[row])))
         rows: list[tuple] = []
-        for b in sorted(readings):
+        for b, ts, value in on_time_readings(batch, self.bindings_of, lambda b: self.states[b].last_ts):
             state = self.states[b]
-            newest_before = state.last_ts
-            for ts, _row, value in sorted(readings[b]):
-                if newest_before is not None and ts < newest_before:
-                    continue  # late: archived elsewhere, not evaluated
-                fault = self.check(b, ts, value)
-                if fault:
-                    state.faulty, state.good, state.fault = True, 0, fault
-                elif state.faulty:
-                    state.good += 1
-                    state.faulty = state.good < self.bindings[b].rule.spec.clear_after
-                else:
-                    state.good = 0
-                change = self.levels.evaluate(b, ts, 1.0 if state.faulty else 0.0)
-                if change is not None:
-                    rows.append(change)
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 7
-        dtypes = (np.int32, np.int64, np.int8, np.int8, np.float64, np.float64, np.int64)
-        return ThresholdFindings(*(np.array(col, dtype=dt) for col, dt in zip(columns, dtypes, strict=True)))
+            fault = self.check(b, ts, value)
+            if fault:
+                state.faulty, state.good, state.fault = True, 0, fault
+            elif state.faulty:
+                state.good += 1
+                state.faulty = state.good < self.bindings[b].rule.spec.clear_after
+            else:
+                state.good = 0
+            change = self.levels.evaluate(b, ts, 1.0 if state.faulty else 0.0)
+            if change is not None:
+                rows.append(change)
+        return findings_of(rows)
 
     def check(self, b: int, t: int, x: float) -> str:
         """Run every check on one reading and advance the state; the fault found, or ""."""

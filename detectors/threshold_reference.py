@@ -14,7 +14,7 @@ equal ts is evaluated.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,29 @@ from lifeline.catalogue import Catalogue
 from lifeline.config import Rule
 from lifeline.levels import LEVEL_NUMBER
 
+
+def on_time_readings(batch: Batch, bindings_of: dict[int, list[int]],
+                     last_ts_of: Callable[[int], int | None]) -> Iterator[tuple[int, int, float]]:
+    """(binding, ts, value) of a batch one at a time: bindings ascending, each binding's readings
+    in (ts, row) order, late ones (older than the binding's newest evaluated ts when its turn
+    comes) left out. The plain form of `detectors.batching.rounds` shared by the references."""
+    readings: dict[int, list[tuple[int, int, float]]] = {}  # binding -> [(ts, row, value)]
+    for row in range(len(batch)):
+        for b in bindings_of.get(int(batch.channel[row]), []):
+            readings.setdefault(b, []).append((int(batch.ts[row]), row, float(batch.value[row])))
+    for b in sorted(readings):
+        newest_before = last_ts_of(b)
+        for ts, _row, value in sorted(readings[b]):
+            if newest_before is not None and ts < newest_before:
+                continue  # late: archived elsewhere, not evaluated
+            yield b, ts, value
+
+
+def findings_of(rows: list[tuple]) -> ThresholdFindings:
+    """Finding rows (binding, ts, before, after, value, limit, started_at) as columns."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 7
+    dtypes = (np.int32, np.int64, np.int8, np.int8, np.float64, np.float64, np.int64)
+    return ThresholdFindings(*(np.array(col, dtype=dt) for col, dt in zip(columns, dtypes, strict=True)))
 
 @dataclass
 class LevelSpec:
@@ -97,25 +120,14 @@ class ReferenceThresholdDetector:
 
     def update(self, batch: Batch) -> ThresholdFindings:
         """Evaluate every binding's readings in (ts, row) order; findings in (binding, ts) order."""
-        readings: dict[int, list[tuple[int, int, float]]] = {}  # binding -> [(ts, row, value)]
-        for row in range(len(batch)):
-            channel = int(batch.channel[row])
-            for b in self.bindings_of.get(channel, []):
-                readings.setdefault(b, []).append((int(batch.ts[row]), row, float(batch.value[row])))
         rows: list[tuple] = []
-        for b in sorted(readings):
+        for b, ts, value in on_time_readings(batch, self.bindings_of, lambda b: self.states[b].last_ts):
+            change = self.evaluate(b, ts, value)
+            if change is not None:
+                rows.append(change)
             state = self.states[b]
-            newest_before = state.last_ts
-            for ts, _row, value in sorted(readings[b]):
-                if newest_before is not None and ts < newest_before:
-                    continue  # late: archived elsewhere, not evaluated
-                change = self.evaluate(b, ts, value)
-                if change is not None:
-                    rows.append(change)
-                state.last_ts = ts if state.last_ts is None else max(state.last_ts, ts)
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 7
-        dtypes = (np.int32, np.int64, np.int8, np.int8, np.float64, np.float64, np.int64)
-        return ThresholdFindings(*(np.array(col, dtype=dt) for col, dt in zip(columns, dtypes, strict=True)))
+            state.last_ts = ts if state.last_ts is None else max(state.last_ts, ts)
+        return findings_of(rows)
 
     def evaluate(self, b: int, t: int, v: float) -> tuple | None:
         """Evaluate one reading of binding `b`; the finding row if the confirmed level changed."""

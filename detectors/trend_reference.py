@@ -14,7 +14,7 @@ from collections import deque
 import numpy as np
 
 from detectors.threshold import Binding, ThresholdFindings
-from detectors.threshold_reference import ReferenceThresholdDetector
+from detectors.threshold_reference import ReferenceThresholdDetector, on_time_readings
 from detectors.trend import TrendDetector
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
@@ -86,23 +86,17 @@ class ReferenceTrend:
     def update(self, batch: Batch) -> ThresholdFindings:
         if self.origin is None and len(batch):
             self.origin = int(batch.ts.min())
-        rows: dict[int, list[tuple[int, int, float]]] = {}
-        for row in range(len(batch)):
-            for b in self.bindings:
-                if b.channel.index == int(batch.channel[row]):
-                    rows.setdefault(b.index, []).append((int(batch.ts[row]), row, float(batch.value[row])))
+        bindings_of: dict[int, list[int]] = {}
+        for b in self.bindings:
+            bindings_of.setdefault(b.channel.index, []).append(b.index)
         stream, stamps, stats = [], [], []
-        for b in sorted(rows):
-            newest = self.last_ts[b]
-            for ts, _row, value in sorted(rows[b]):
-                if newest is not None and ts < newest:
-                    continue
-                stat = self.statistic(b, ts, value)
-                self.last_ts[b] = ts if self.last_ts[b] is None else max(self.last_ts[b], ts)
-                self.statistics.append((b, ts, stat))
-                if not math.isnan(stat):
-                    stream.append(b)
-                    stamps.append(ts)
-                    stats.append(stat)
+        for b, ts, value in on_time_readings(batch, bindings_of, lambda b: self.last_ts[b]):
+            stat = self.statistic(b, ts, value)
+            self.last_ts[b] = ts if self.last_ts[b] is None else max(self.last_ts[b], ts)
+            self.statistics.append((b, ts, stat))
+            if not math.isnan(stat):
+                stream.append(b)
+                stamps.append(ts)
+                stats.append(stat)
         return self.machine.update(Batch(np.array(stream, np.int32), np.array(stamps, np.int64),
                                          np.array(stats, np.float64)))
