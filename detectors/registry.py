@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from detectors.base import Detector
 from detectors.change import ChangeDetector
 from detectors.deadman import DeadmanDetector
+from detectors.domain import build_domain_detectors
 from detectors.quality import QualityDetector
 from detectors.threshold import ThresholdDetector
 from detectors.trend import TrendDetector
@@ -32,6 +33,7 @@ def build_detectors(catalogue: Catalogue, rules: Sequence[Rule], clock: Callable
                     ) -> DetectorSet:
     hazards: list[Detector] = [ThresholdDetector.from_rules(catalogue, rules),
                                TrendDetector.from_rules(catalogue, rules),
-                               ChangeDetector.from_rules(catalogue, rules)]
+                               ChangeDetector.from_rules(catalogue, rules),
+                               *build_domain_detectors(catalogue, rules)]
     deadman = DeadmanDetector(catalogue, rules) if clock is None else DeadmanDetector(catalogue, rules, clock)
     return DetectorSet(quality=QualityDetector.from_rules(catalogue, rules), hazards=hazards, deadman=deadman)

@@ -74,6 +74,11 @@ class Binding:
     rule: Rule
     channel: Channel
 
+    @property
+    def metric(self) -> str:
+        """The alert key's metric (CONTRACT §5: one open alert per rule, sensor, metric)."""
+        return self.channel.metric
+
 
 @dataclass(frozen=True)
 class ThresholdFindings:

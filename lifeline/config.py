@@ -24,9 +24,13 @@ from lifeline.config_checks import mapping as _mapping
 from lifeline.config_checks import number as _number
 from lifeline.config_checks import text as _text
 from lifeline.config_checks import unknown_keys as _unknown_keys
+from lifeline.domain_rules import DOMAIN_PARSERS
 from lifeline.levels import LEVELS
-from lifeline.rule_kinds import PARSERS
+from lifeline.rule_kinds import PARSERS as GENERIC_PARSERS
 from lifeline.yamlsource import LineDict, load_yaml
+
+#: Every detector key a rule may carry besides `threshold`: the generic kinds, then the domain ones.
+PARSERS = {**GENERIC_PARSERS, **DOMAIN_PARSERS}
 
 DOMAINS = ("gas", "pipeline", "bridge", "elevator", "hazard")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

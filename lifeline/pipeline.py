@@ -116,7 +116,7 @@ class Pipeline:
             elif quality is not None:
                 extra["confidence"] = "normal"
             rows.append(Finding(
-                binding.rule.id, sensor.id, binding.channel.metric, sensor.domain, sensor.asset, sensor.gateway,
+                binding.rule.id, sensor.id, binding.metric, sensor.domain, sensor.asset, sensor.gateway,
                 self.catalogue.owner_by_gateway.get(sensor.gateway, ""), ts, before, after, value, limit, started,
                 detector.message(b, before, after, value, limit), extra,
                 backfilled=ts < now_ms - self.backfill_after_ms))
@@ -157,7 +157,7 @@ def restore_detector_state(detectors: DetectorSet, book: AlertBook) -> list[str]
     index: dict[tuple[str, str, str], tuple[Detector, int]] = {}
     for detector in detectors.all():
         for binding in detector.bindings:
-            index[(binding.rule.id, binding.channel.sensor.id, binding.channel.metric)] = (detector, binding.index)
+            index[(binding.rule.id, binding.channel.sensor.id, binding.metric)] = (detector, binding.index)
     orphans = []
     for alert in book.open_alerts():
         if alert.condition != "active":

@@ -1,0 +1,6 @@
+"""Domain detectors of the hazard lifeline."""
+
+from __future__ import annotations
+
+#: detector key -> Detector.from_rules(catalogue, rules)
+BUILDERS: dict = {}
