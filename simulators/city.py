@@ -383,23 +383,37 @@ RULES: tuple[tuple[str, str, dict[str, str], str], ...] = (
 )
 
 
+#: Domain detector rules (issue 8): (comment, id, match, detector key, spec). A generic platform
+#: has only RULES; `--rules threshold` writes the city without these, as the scoring baseline.
+DOMAIN_RULES: tuple[tuple[str, str, dict[str, str], str, str], ...] = (
+)
+
+#: What `config_yaml(rules=...)` may write: every rule, or the plain thresholds only.
+RULE_SETS = ("domain", "threshold")
+
+
 def _matches(match: dict[str, str], sensor: CitySensor) -> bool:
     fields = {"domain": sensor.domain, "type": sensor.type}
     return all(v in sensor.metrics if k == "metric" else fields.get(k) == v for k, v in match.items())
 
 
-def _rule_yaml(comment: str, rule_id: str, match: dict[str, str], threshold: str) -> str:
+def _rule_yaml(comment: str, rule_id: str, match: dict[str, str], spec: str, key: str = "threshold") -> str:
     lines = [f"  # {line}" for line in comment.splitlines()]
     lines.append(f"  - id: {rule_id}")
     lines.append("    match: {" + ", ".join(f"{k}: {v}" for k, v in match.items()) + "}")
-    lines.append(f"    threshold: {threshold}")
+    lines.append(f"    {key}: {spec}")
     return "\n".join(lines)
 
 
-def config_yaml(city: City) -> str:
+def config_yaml(city: City, rules: str = "domain") -> str:
     """The lifeline.yaml of a generated city (sensors in sensors.csv beside it), with the RULES
-    that watch some sensor of this city."""
-    rules = [_rule_yaml(*rule) for rule in RULES if any(_matches(rule[2], s) for s in city.sensors)]
+    (and, unless `rules` is "threshold", the DOMAIN_RULES) that watch some sensor of this city."""
+    if rules not in RULE_SETS:
+        raise ValueError(f"rules must be one of {RULE_SETS}, not {rules!r}")
+    chosen = [_rule_yaml(*rule) for rule in RULES if any(_matches(rule[2], s) for s in city.sensors)]
+    if rules == "domain":
+        chosen += [_rule_yaml(comment, rule_id, match, spec, key) for comment, rule_id, match, key, spec in DOMAIN_RULES
+                   if any(_matches(match, s) for s in city.sensors)]
     counts = ", ".join(f"{d} {c}" for d, c in city.by_domain().items())
     lines = [
         f"# Simulated city: {city.n} sensors ({counts}), seed {city.seed}.",
@@ -419,13 +433,13 @@ def config_yaml(city: City) -> str:
         "sensor_files: [sensors.csv]",
         "",
         "rules:",
-        "\n".join(rules),
+        "\n".join(chosen),
         "",
     ]
     return "\n".join(lines)
 
 
-def write_city(city: City, folder: Path) -> Path:
+def write_city(city: City, folder: Path, rules: str = "domain") -> Path:
     """Write lifeline.yaml and sensors.csv into `folder` (created); returns the config path."""
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "sensors.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -434,11 +448,11 @@ def write_city(city: City, folder: Path) -> Path:
         for sensor in city.sensors:
             writer.writerow(sensor.row())
     path = folder / "lifeline.yaml"
-    path.write_text(config_yaml(city), encoding="utf-8")
+    path.write_text(config_yaml(city, rules), encoding="utf-8")
     return path
 
 
-def city_config(n: int, seed: int = 1) -> Config:
+def city_config(n: int, seed: int = 1, rules: str = "domain") -> Config:
     """The generated city loaded (and so validated) exactly as `lifeline up` would load it."""
     with tempfile.TemporaryDirectory(prefix="lifeline-city-") as tmp:
-        return load_config(write_city(generate_city(n, seed), Path(tmp)))
+        return load_config(write_city(generate_city(n, seed), Path(tmp), rules))

@@ -23,6 +23,9 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-config", metavar="DIR",
                         help="write the generated city as DIR/lifeline.yaml + DIR/sensors.csv (for lifeline up); "
                              "without --mqtt, write and exit")
+    parser.add_argument("--rules", choices=("domain", "threshold"), default="domain",
+                        help="rules written with --write-config: the domain detectors too (default), or only the plain "
+                             "thresholds a generic platform would have (the scoring baseline)")
     parser.add_argument("--scenario", default="default",
                         help="a name (--list-scenarios), a scenario .yaml file, or several joined by '+'")
     parser.add_argument("--list-scenarios", action="store_true", help="print the built-in scenarios and incident kinds")
@@ -85,7 +88,7 @@ def run_simulate(args: argparse.Namespace, load_config: Callable[[str | None], A
             print(f"lifeline simulate: {exc}", file=sys.stderr)
             return 2
         if args.write_config:
-            path = write_city(city, Path(args.write_config))
+            path = write_city(city, Path(args.write_config), args.rules)
             counts = ", ".join(f"{d} {n}" for d, n in city.by_domain().items())
             print(f"lifeline simulate: wrote {path} and {path.parent / 'sensors.csv'}: {len(city.sensors)} sensors "
                   f"({counts}), {len(city.gateways)} gateways", flush=True)
