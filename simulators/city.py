@@ -386,6 +386,19 @@ RULES: tuple[tuple[str, str, dict[str, str], str], ...] = (
 #: Domain detector rules (issue 8): (comment, id, match, detector key, spec). A generic platform
 #: has only RULES; `--rules threshold` writes the city without these, as the scoring baseline.
 DOMAIN_RULES: tuple[tuple[str, str, dict[str, str], str, str], ...] = (
+    ("Early warning: methane rising in a manhole (%LEL per minute over 5 minutes)...", "gas-manhole-ch4-rising",
+     {"domain": "gas", "type": "manhole_methane", "metric": "ch4"}, "trend",
+     "{window: 300, rising: {yellow: 2, orange: 4, red: 8}, clear: 0.8}"),
+    ("... and the time until it reaches the threshold rule's next level.", "gas-manhole-ch4-forecast",
+     {"domain": "gas", "type": "manhole_methane", "metric": "ch4"}, "trend",
+     "{window: 300, forecast: {threshold: gas-manhole-ch4, horizon: 600}}"),
+    ("", "tank-pressure-forecast", {"domain": "hazard", "type": "storage_tank", "metric": "pressure"}, "trend",
+     "{window: 600, forecast: {threshold: tank-pressure-high, horizon: 900}}"),
+    ("Silence: 3 intervals without a reading; a quiet gateway is one alert.", "silence", {}, "deadman",
+     "{after: 3, level: yellow, gateway_level: orange}"),
+    ("Sensor faults are maintenance work: hazard alerts of a faulty channel are marked low confidence.",
+     "gas-detector-fault", {"domain": "gas", "metric": "ch4"}, "quality",
+     "{range: {min: 0, max: 100}, stuck: {readings: 30}, max_rate: 20}"),
 )
 
 #: What `config_yaml(rules=...)` may write: every rule, or the plain thresholds only.
@@ -398,7 +411,7 @@ def _matches(match: dict[str, str], sensor: CitySensor) -> bool:
 
 
 def _rule_yaml(comment: str, rule_id: str, match: dict[str, str], spec: str, key: str = "threshold") -> str:
-    lines = [f"  # {line}" for line in comment.splitlines()]
+    lines = [f"  # {line}" for line in comment.splitlines() if line]
     lines.append(f"  - id: {rule_id}")
     lines.append("    match: {" + ", ".join(f"{k}: {v}" for k, v in match.items()) + "}")
     lines.append(f"    {key}: {spec}")
@@ -413,7 +426,7 @@ def config_yaml(city: City, rules: str = "domain") -> str:
     chosen = [_rule_yaml(*rule) for rule in RULES if any(_matches(rule[2], s) for s in city.sensors)]
     if rules == "domain":
         chosen += [_rule_yaml(comment, rule_id, match, spec, key) for comment, rule_id, match, key, spec in DOMAIN_RULES
-                   if any(_matches(match, s) for s in city.sensors)]
+                   if not match or any(_matches(match, s) for s in city.sensors)]
     counts = ", ".join(f"{d} {c}" for d, c in city.by_domain().items())
     lines = [
         f"# Simulated city: {city.n} sensors ({counts}), seed {city.seed}.",
