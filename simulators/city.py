@@ -386,6 +386,30 @@ RULES: tuple[tuple[str, str, dict[str, str], str], ...] = (
 #: Domain detector rules (issue 8): (comment, id, match, detector key, spec). A generic platform
 #: has only RULES; `--rules threshold` writes the city without these, as the scoring baseline.
 DOMAIN_RULES: tuple[tuple[str, str, dict[str, str], str, str], ...] = (
+    ("Bridges: natural frequency of each span from its 100 Hz acceleration blocks (Welch PSD, first\n"
+     "mode 1-6 Hz), corrected to 15 degC with the span's girder temperature; drops of 5 / 10 / 15 %\n"
+     "from the learned baseline.", "bridge-modal", {"domain": "bridge", "type": "accelerometer"}, "bridge_modal",
+     "{band: [1.0, 6.0], drop: {blue: 5, yellow: 10, orange: 15}, clear: 0.8,\n"
+     "                  temperature: {metric: temp, coefficient: -0.15}, baseline: 3}"),
+    ("Span overload: two or more gauges of one span loaded together (share of the design margin).",
+     "bridge-span-overload", {"domain": "bridge"}, "bridge_overload",
+     "{design: {strain: 400, deflection: 35}, sensors: 2, window: 30,\n"
+     "                     levels: {blue: 0.3, yellow: 0.4, orange: 0.6, red: 0.8}, clear: 0.8}"),
+    ("Elevators: the lift's event state machine (GB/T 24476): entrapment inferred from a car stopped\n"
+     "outside the door zone, door closed, people inside (10 s) or the terminal's flag -> red at once,\n"
+     "for the 96333 route; over-speed against the rated 1.75 m/s; door and position events.",
+     "elevator-events", {"domain": "elevator"}, "elevator",
+     "{rated_speed: 1.75, overspeed: {yellow: 1.08, orange: 1.15, red: 1.25}, confirm: 10, occupied: 5}"),
+    ("Major hazard sources: runaway warning, tank temperature and pressure rising together (joint\n"
+     "slope over 10 min in multiples of 0.1 degC/min and 0.002 MPa/min), before either reaches\n"
+     "high-high. Grades R = alpha * sum(beta q / Q) (GB 18218-2018) travel with the alerts.",
+     "tank-runaway", {"domain": "hazard", "type": "storage_tank"}, "runaway",
+     "{temperature: temp, pressure: pressure, window: 600, rates: {temp: 0.1, pressure: 0.002},\n"
+     "             levels: {yellow: 1, orange: 3, red: 6}, clear: 0.8, limits: {temp: 50, pressure: 1.6},\n"
+     "             grade: {by: structure, sources: {\n"
+     "               Anhui Jinhe LPG Depot: {alpha: 2.0, substances: [{name: LPG, q: 400, Q: 50, beta: 1.5}]},\n"
+     "               Anhui Huaihe Ammonia Works: {alpha: 2.0, substances: [{name: ammonia, q: 300, Q: 10, beta: 2}]}},\n"
+     "               default: {alpha: 1.5, substances: [{name: liquefied gas, q: 120, Q: 50, beta: 1.5}]}}}"),
     ("Early warning: methane rising in a manhole (%LEL per minute over 5 minutes)...", "gas-manhole-ch4-rising",
      {"domain": "gas", "type": "manhole_methane", "metric": "ch4"}, "trend",
      "{window: 300, rising: {yellow: 2, orange: 4, red: 8}, clear: 0.8}"),
@@ -399,6 +423,18 @@ DOMAIN_RULES: tuple[tuple[str, str, dict[str, str], str, str], ...] = (
     ("Sensor faults are maintenance work: hazard alerts of a faulty channel are marked low confidence.",
      "gas-detector-fault", {"domain": "gas", "metric": "ch4"}, "quality",
      "{range: {min: 0, max: 100}, stuck: {readings: 30}, max_rate: 20}"),
+    ("Gas leak or sewer biogas? Ethane, fluctuation, trend, temperature tracking and the neighbouring\n"
+     "manholes on the main give a leak likelihood; levels on leak gas = likelihood x CH4 (%LEL).",
+     "gas-main-leak", {"domain": "gas", "type": "manhole_methane"}, "gas_leak",
+     "{levels: {blue: 1, yellow: 3, orange: 12, red: 20}, clear: 0.8, for: 10, window: 900, neighbours: 2}"),
+    ("Water main burst: negative pressure wave on the 50 Hz loggers, located between the two\n"
+     "loggers bracketing it; levels on the pressure drop (MPa) at the logger nearest the burst.",
+     "water-main-burst", {"domain": "pipeline", "type": "transient_pressure"}, "pipe_burst",
+     "{drop_rate: 0.05, front: 0.3, levels: {blue: 0.02, yellow: 0.05, orange: 0.1, red: 0.15}}"),
+    ("District mass balance: inflow minus the outflow scaled by the district's own consumption\n"
+     "ratio (m3/h); a burst or leak in the district shows as flow that goes nowhere.",
+     "water-district-balance", {"domain": "pipeline", "type": "water_flow"}, "mass_balance",
+     "{levels: {blue: 50, yellow: 100, orange: 200, red: 400}, clear: 0.8, for: 600, warmup: 12}"),
 )
 
 #: What `config_yaml(rules=...)` may write: every rule, or the plain thresholds only.

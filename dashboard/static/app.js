@@ -827,6 +827,7 @@ function updateRow(row, a) {
   const district = districtOf.get(a.sensor);
   setText(c.district, district ? districtLabel(district) : "");
   setAttr(c.district, "title", a.owner || "");
+  updateDomainTag(row, a);
   setText(c.message, a.message || "");
   setAttr(c.message, "title", a.message || "");
   setText(c.alertId, a.id);
@@ -887,6 +888,25 @@ function updateManagementBadges(row, a) {
                                                    tier: a.escalation_tier || 1 }));
     }
   }
+}
+
+// Domain detectors (README "Domain detectors"): a lift event's name (GB/T 24476) and a hazard
+// source's grade beside the asset; created on first use, so other rows cost nothing.
+function updateDomainTag(row, a) {
+  const c = row._c;
+  const parts = [];
+  if (a.event && a.event.code) parts.push(getLang() === "zh-CN" ? a.event.zh || a.event.en : a.event.en || a.event.zh);
+  if (a.hazard_grade && a.hazard_grade.level) {
+    parts.push(t("hazard_grade", { level: a.hazard_grade.level, r: fmtNum(a.hazard_grade.r) }));
+  }
+  if (!c.domainTag) {
+    if (!parts.length) return;
+    c.domainTag = el("span", "event-tag");
+    c.domainTag.dataset.testid = "event-tag";
+    c.asset.after(c.domainTag);
+  }
+  if (c.domainTag.hidden === !!parts.length) c.domainTag.hidden = !parts.length;
+  setText(c.domainTag, parts.join(" · "));
 }
 
 function updateAge(row, a) {
