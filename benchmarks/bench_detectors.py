@@ -1,12 +1,27 @@
-"""Throughput and memory of the change and quality detectors (plain script; prints numbers).
+"""Throughput and memory of the full generic detector set (plain script; prints numbers).
 
-100,000 channels. Change: CUSUM on half of them, EWMA on the other half (two rules).
-Quality: one rule on every channel with all four checks (range, stuck, 9-reading spike
-window, max rate). Measures batches of one reading per channel (100,000 rows) and of ten per
-channel (1,000,000 rows, ten rounds), in time order with channels shuffled within each step,
-after the change baselines have finished their warm-up. Memory is the bytes of every numpy
-array a detector holds (its own state and parameters, its LevelMachine, its channel index),
-per channel.
+100,000 channels, each with every generic rule kind, as `detectors.registry.build_detectors`
+builds them for the pipeline:
+
+* threshold: yellow 120 / red 140 (hysteresis 0.9);
+* trend over a 300 s window of at most 16 points: a rising-slope rule on half the channels,
+  a forecast toward the threshold (10 min horizon) on the other half;
+* change: CUSUM on half the channels, EWMA on the other half;
+* quality: range, stuck, a 9-reading spike window and a rate limit on every channel;
+* deadman: per sensor, with a gateway alert per gateway (100 gateways).
+
+The feed is noise around a per-channel mean with level steps, spikes and stuck channels, one
+reading every 10 s per channel, channels shuffled within each time step. After a warm-up that
+completes the change baselines and fills the windows, it measures batches of one reading per
+channel (100,000 rows) and of ten (1,000,000 rows, ten rounds). Every batch goes through every
+detector in pipeline order (quality, threshold, trend, change, deadman); each call is timed
+with this process's CPU time, so the per-detector numbers and the full set (their sum, which is
+what the pipeline spends) are measured on the same batches and state. Readings per second count
+batch rows: a reading evaluated by all five detectors counts once.
+
+Memory is the bytes of every numpy array a detector holds (state, parameters, LevelMachine,
+channel index) per channel, split into the configured window history (the trend and spike
+ring buffers) and the rest.
 
     .venv/bin/python benchmarks/bench_detectors.py
 """
@@ -14,26 +29,28 @@ per channel.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 
-from detectors.change import ChangeDetector
-from detectors.quality import QualityDetector
+from detectors.registry import build_detectors
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue
-from lifeline.config import Config, Gateway, Location, Rule, Sensor
-from lifeline.rule_kinds import Change, Quality
+from lifeline.config import Config, Gateway, Location, Rule, Sensor, Threshold
+from lifeline.rule_kinds import Change, Deadman, Quality, Trend
 
 N_CHANNELS = 100_000
+N_GATEWAYS = 100
 WARMUP = 30
 T0 = 1_700_000_000_000
 INTERVAL_MS = 10_000
+TREND_POINTS = 16
+SPIKE_WINDOW = 9
 
 
 def build() -> tuple[Catalogue, list[Rule]]:
+    gateways = tuple(Gateway(f"g{g}", "city") for g in range(N_GATEWAYS))
     sensors = tuple(
-        Sensor(id=f"s{i}", gateway="g", domain="bridge", type="ab"[i % 2], asset=f"s{i}",
+        Sensor(id=f"s{i}", gateway=f"g{i % N_GATEWAYS}", domain="bridge", type="ab"[i % 2], asset=f"s{i}",
                location=Location(0.0, 0.0), metrics={"v": "u"}, interval=10.0)
         for i in range(N_CHANNELS))
     cusum = Change(method="cusum", levels={"yellow": 5.0, "orange": 8.0, "red": 12.0}, k=0.5, lam=0.2,
@@ -41,12 +58,21 @@ def build() -> tuple[Catalogue, list[Rule]]:
     ewma = Change(method="ewma", levels={"yellow": 3.0, "orange": 4.0, "red": 5.0}, k=0.5, lam=0.2,
                   warmup=WARMUP, learn=0.01, direction="up", hold_s=20.0)
     quality = Quality(range_min=-50.0, range_max=150.0, stuck_readings=20, stuck_seconds=None, stuck_tolerance=0.0,
-                      spike_window=9, spike_threshold=6.0, max_rate_per_s=5.0, level="blue", on_fault="mark",
-                      clear_after=3)
-    rules = [Rule("cusum", {"type": ("a",)}, None, kind="change", spec=cusum),
+                      spike_window=SPIKE_WINDOW, spike_threshold=6.0, max_rate_per_s=5.0, level="blue",
+                      on_fault="mark", clear_after=3)
+    rising = Trend(window_s=300, min_points=3, direction="rising", levels={"yellow": 5.0, "red": 10.0}, clear=0.8,
+                   hold_s=0, forecast_rule=None, horizon_s=0, max_points=TREND_POINTS)
+    forecast = Trend(window_s=300, min_points=3, direction=None, levels={}, clear=1.0, hold_s=0,
+                     forecast_rule="level", horizon_s=600, max_points=TREND_POINTS)
+    rules = [Rule("level", {}, Threshold("above", {"yellow": 120.0, "red": 140.0}, 0.9, 0.0)),
+             Rule("rising", {"type": ("a",)}, None, kind="trend", spec=rising),
+             Rule("forecast", {"type": ("b",)}, None, kind="trend", spec=forecast),
+             Rule("cusum", {"type": ("a",)}, None, kind="change", spec=cusum),
              Rule("ewma", {"type": ("b",)}, None, kind="change", spec=ewma),
-             Rule("quality", {}, None, kind="quality", spec=quality)]
-    return Catalogue(Config(gateways=(Gateway("g", "city"),), sensors=sensors)), rules
+             Rule("quality", {}, None, kind="quality", spec=quality),
+             Rule("silence", {}, None, kind="deadman",
+                  spec=Deadman(after=3, level="yellow", gateway_level="orange", grace_s=None))]
+    return Catalogue(Config(gateways=gateways, sensors=sensors)), rules
 
 
 class Feed:
@@ -72,20 +98,16 @@ class Feed:
         return Batch(channel, ts, value)
 
 
-def measure(label: str, update: Callable[[Batch], object], work: list[Batch]) -> None:
-    """Readings per second by wall clock and by this process's CPU time (the machine may be shared)."""
-    rows = findings = 0
-    start, cpu = time.perf_counter(), time.process_time()
-    for batch in work:
-        findings += len(update(batch))  # type: ignore[arg-type]
-        rows += len(batch)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"{label:<40} {rows / elapsed / 1e6:6.2f} M readings/s wall, {rows / cpu / 1e6:6.2f} M/s CPU"
-          f"  {elapsed / len(work) * 1e3:8.1f} ms/batch  {findings / len(work):8.0f} findings/batch")
+#: Attributes holding the configured window history, per detector class.
+HISTORY = {"TrendDetector": ("_t", "_v"), "QualityDetector": ("_windows",)}
 
 
-def array_bytes(obj: object, seen: set[int] | None = None) -> int:
-    """Bytes of every numpy array reachable through the attributes of `obj`."""
+def array_bytes(obj: object, seen: set[int] | None = None, history: bool | None = None) -> int:
+    """Bytes of every numpy array reachable through the attributes of `obj`.
+
+    history: None counts every array; True only the window history (`HISTORY`: trend ring
+    buffers, spike windows); False everything else.
+    """
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return 0
@@ -95,7 +117,9 @@ def array_bytes(obj: object, seen: set[int] | None = None) -> int:
     if isinstance(obj, list | tuple):
         return sum(array_bytes(item, seen) for item in obj)
     if hasattr(obj, "__dict__") and type(obj).__module__.startswith(("detectors", "__main__")):
-        return sum(array_bytes(value, seen) for value in vars(obj).values())
+        windows = HISTORY.get(type(obj).__name__, ())
+        return sum(array_bytes(value, seen) for name, value in vars(obj).items()
+                   if history is None or (name in windows) == history)
     return 0
 
 
@@ -104,67 +128,50 @@ def main() -> None:
     start = time.perf_counter()
     catalogue, rules = build()
     built = time.perf_counter()
-    change = ChangeDetector.from_rules(catalogue, rules)
-    bound = time.perf_counter()
-    quality = QualityDetector.from_rules(catalogue, rules)
-    print(f"catalogue of {len(catalogue)} channels: {built - start:.2f} s; from_rules: change "
-          f"({len(change.bindings)} bindings) {bound - built:.2f} s, quality ({len(quality.bindings)}) "
-          f"{time.perf_counter() - bound:.2f} s")
+    detectors = build_detectors(catalogue, rules)
+    order = detectors.all()
+    print(f"catalogue of {len(catalogue)} channels: {built - start:.1f} s; detectors built in "
+          f"{time.perf_counter() - built:.1f} s: " + ", ".join(f"{d.kind} {len(d.bindings)}" for d in order)
+          + " bindings")
 
     feed = Feed(rng)
-    for _ in range(WARMUP // 10):  # finish the change warm-up; fill the spike windows
+    for _ in range(WARMUP // 10 + 1):  # complete the change warm-up, fill trend and spike windows
         warm = feed.batch(10)
-        change.update(warm)
-        quality.update(warm)
-    ones = [feed.batch(1) for _ in range(6)]
-    tens = [feed.batch(10) for _ in range(3)]
-    for name, detector in (("change", change), ("quality", quality)):
-        measure(f"{name}: 1 reading/channel, 100k rows", detector.update, ones)
-        measure(f"{name}: 10 readings/channel, 1M rows", detector.update, tens)
+        for d in order:
+            d.update(warm)
+    for per_channel, n_batches in ((1, 6), (10, 2)):
+        work = [feed.batch(per_channel) for _ in range(n_batches)]
+        cpu = dict.fromkeys([d.kind for d in order], 0.0)
+        found = dict.fromkeys(cpu, 0)
+        for batch in work:
+            for d in order:
+                t0 = time.process_time()
+                found[d.kind] += len(d.update(batch))
+                cpu[d.kind] += time.process_time() - t0
+        rows = sum(len(b) for b in work)
+        print(f"\n{per_channel} reading(s)/channel per batch: {n_batches} batches of {rows // n_batches:,} rows")
+        for kind, seconds in cpu.items():
+            print(f"  {kind:<10} {rows / seconds / 1e6:6.2f} M readings/s CPU  {seconds / n_batches * 1e3:8.1f} "
+                  f"ms/batch  {found[kind] / n_batches:8.0f} findings/batch")
+        total = sum(cpu.values())
+        print(f"  {'full set':<10} {rows / total / 1e6:6.2f} M readings/s CPU  {total / n_batches * 1e3:8.1f} "
+              f"ms/batch  {sum(found.values()) / n_batches:8.0f} findings/batch")
 
-    def both(batch: Batch) -> list:
-        return [*change.update(batch).binding, *quality.update(batch).binding]
+    t0 = time.process_time()
+    ticks = 5
+    for _ in range(ticks):
+        detectors.deadman.tick()
+    print(f"\ndeadman tick (timer, all {len(detectors.deadman.bindings)} bindings): "
+          f"{(time.process_time() - t0) / ticks * 1e3:.1f} ms CPU")
 
-    measure("change + quality: 10/channel, 1M rows", both, [feed.batch(10) for _ in range(2)])
-
-    full_set(catalogue, rules, feed)
-
-    for name, detector in (("change", change), ("quality", quality)):
-        total = array_bytes(detector)
-        print(f"{name}: {total / 1e6:.1f} MB of numpy arrays = {total / N_CHANNELS:.0f} bytes per channel "
-              f"(one binding each), incl. its LevelMachine and channel index")
-
-
-def full_set(catalogue: Catalogue, rules: list[Rule], feed: Feed) -> None:
-    """Every detector kind on every channel, as the pipeline runs them on each batch."""
-    from detectors.registry import build_detectors
-    from lifeline.config import Threshold
-    from lifeline.rule_kinds import Deadman, Trend
-
-    extra = [
-        Rule("level", {}, Threshold("above", {"yellow": 120.0, "red": 140.0}, 0.9, 0.0)),
-        Rule("rising", {}, None, kind="trend", spec=Trend(window_s=300, min_points=3, direction="rising",
-                                                           levels={"yellow": 5.0, "red": 10.0}, clear=0.8, hold_s=0,
-                                                           forecast_rule=None, horizon_s=0, max_points=16)),
-        Rule("silence", {}, None, kind="deadman", spec=Deadman(after=3, level="yellow", gateway_level="orange",
-                                                               grace_s=None)),
-    ]
-    detectors = build_detectors(catalogue, [*rules, *extra])
-
-    def everything(batch: Batch) -> list:
-        found = [detectors.quality.update(batch)]
-        found += [d.update(batch) for d in detectors.hazards]
-        found.append(detectors.deadman.update(batch))
-        return [row for f in found for row in f.binding]
-
-    for _ in range(2):
-        everything(feed.batch(10))
-    bindings = sum(len(d.bindings) for d in detectors.all())
-    print(f"full set ({bindings} bindings: threshold, trend, change, quality on every channel; deadman per sensor)")
-    measure("full set: 1 reading/channel, 100k rows", everything, [feed.batch(1) for _ in range(4)])
-    measure("full set: 10 readings/channel, 1M rows", everything, [feed.batch(10) for _ in range(2)])
-    total = sum(array_bytes(d) for d in detectors.all())
-    print(f"full set: {total / 1e6:.1f} MB of numpy arrays = {total / N_CHANNELS:.0f} bytes per channel")
+    print("\nmemory, bytes per channel (numpy arrays: state and parameters | window history)")
+    state = history = 0
+    for d in order:
+        s, h = array_bytes(d, history=False), array_bytes(d, history=True)
+        state, history = state + s, history + h
+        print(f"  {d.kind:<10} {s / N_CHANNELS:6.0f} | {h / N_CHANNELS:4.0f}")
+    print(f"  {'full set':<10} {state / N_CHANNELS:6.0f} | {history / N_CHANNELS:4.0f}   "
+          f"(window history: {TREND_POINTS}-point trend window, {SPIKE_WINDOW}-reading spike window)")
 
 
 if __name__ == "__main__":

@@ -23,35 +23,60 @@ class BindingIndex:
     def __init__(self, binding_channel: np.ndarray, n_channels: int):
         binding_channel = np.asarray(binding_channel, np.int64)
         self.n_channels = n_channels
-        self.per_channel = np.bincount(binding_channel, minlength=n_channels).astype(np.int64)
+        per_channel = np.bincount(binding_channel, minlength=n_channels)
+        #: (channels + 1,) int64 - the bindings of channel c are grouped[offsets[c]:offsets[c + 1]]
         self.offsets = np.zeros(n_channels + 1, np.int64)
-        np.cumsum(self.per_channel, out=self.offsets[1:])
-        self.grouped = np.argsort(binding_channel, kind="stable")
+        np.cumsum(per_channel, out=self.offsets[1:])
+        #: (bindings,) int32 - binding indexes grouped by channel, ascending within a channel
+        self.grouped = np.argsort(binding_channel, kind="stable").astype(np.int32)
+        #: (channels,) int32 - the binding of each channel (-1: none) when no channel has several,
+        #: the common case, in which expanding a batch is one gather; else None
+        self.direct: np.ndarray | None = None
+        if binding_channel.size == 0 or per_channel.max() <= 1:
+            self.direct = np.full(n_channels, -1, np.int32)
+            self.direct[binding_channel] = np.arange(binding_channel.size, dtype=np.int32)
 
     def expand(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(binding, row): one pair per batch row and binding of its channel, rows ascending."""
         channel = np.asarray(channel, np.int64)
+        if self.direct is not None and channel.size and channel.min() >= 0 and channel.max() < self.n_channels:
+            binding = self.direct[channel].astype(np.intp)
+            if binding.min() >= 0:  # every row's channel has its binding: the usual batch
+                return binding, np.arange(channel.size)
+            row = np.flatnonzero(binding >= 0)
+            return binding[row], row
         known = (channel >= 0) & (channel < self.n_channels)
-        per_row = np.where(known, self.per_channel[np.where(known, channel, 0)], 0)
+        if self.direct is not None:
+            binding = np.where(known, self.direct[np.where(known, channel, 0)], -1).astype(np.intp)
+            row = np.flatnonzero(binding >= 0)
+            return binding[row], row
+        per_row = np.where(known, np.diff(self.offsets)[np.where(known, channel, 0)], 0)
         row = np.repeat(np.arange(channel.size), per_row)
         start = np.cumsum(per_row) - per_row
         within = np.arange(row.size) - np.repeat(start, per_row)
-        binding = self.grouped[self.offsets[channel[row]] + within]
+        binding = self.grouped[self.offsets[channel[row]] + within].astype(np.intp)
         return binding, row
 
 
 def stable_argsort(keys: np.ndarray, upper: int) -> np.ndarray:
     """(k,) intp - stable argsort of non-negative integer `keys` < `upper`.
 
-    numpy sorts 16-bit keys stably with a radix sort, several times faster than its timsort
-    of wider integers; wider keys are sorted 16 bits at a time, least significant first.
+    numpy sorts 8- and 16-bit keys stably with a radix sort, several times faster than its
+    timsort of wider integers; wider keys are sorted a digit at a time, least significant
+    first. A digit whose values fit in 8 bits (the top bit of 17-bit binding numbers, a round
+    number) is sorted as uint8: one byte pass instead of two.
     """
-    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
-    shift = 16
-    while upper > 1 << shift:
-        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
-        order = order[np.argsort(digit, kind="stable")]
-        shift += 16
+    digits = []
+    shift = 0
+    while True:
+        width, dtype = (8, np.uint8) if upper >> shift <= 1 << 8 else (16, np.uint16)
+        digits.append(((keys >> shift) & ((1 << width) - 1)).astype(dtype))
+        shift += width
+        if upper <= 1 << shift:
+            break
+    order = np.argsort(digits[0], kind="stable")
+    for digit in digits[1:]:
+        order = order[np.argsort(digit[order], kind="stable")]
     return order
 
 
@@ -60,8 +85,10 @@ def rounds(binding: np.ndarray, ts: np.ndarray, last_ts: np.ndarray) -> tuple[np
 
     Readings older than their binding's `last_ts` (the newest already evaluated) are dropped:
     detectors see each channel's readings in time order, and a late reading is archived but
-    not evaluated. A batch with at most one reading per binding is a single round and needs
-    no sort; otherwise readings are sorted stably by binding with a radix sort, which already
+    not evaluated. A batch with at most one reading per binding is a single round, ordered by
+    binding with a counting sort (the bindings are distinct), which makes the detectors' state
+    gathers and scatters sequential; otherwise readings are sorted stably by binding with a
+    radix sort, which already
     gives (binding, ts) order unless a binding's readings are out of time order within the
     batch (rare; then `np.lexsort`).
 
@@ -74,17 +101,19 @@ def rounds(binding: np.ndarray, ts: np.ndarray, last_ts: np.ndarray) -> tuple[np
     Returns
     -------
     order : (j,) intp - indexes into the inputs, round-major; within a round the bindings are
-        distinct (ascending, except in the single-round case where they keep input order); a
+        distinct and ascending; a
         binding's readings are in (ts, input) order across rounds
     bounds : (rounds + 1,) intp - round r is ``order[bounds[r]:bounds[r + 1]]``
     """
     kept = np.flatnonzero(ts >= last_ts[binding])
     if kept.size == 0:
         return kept, np.zeros(1, np.intp)
-    b, t = binding[kept], ts[kept]
+    b, t = (binding, ts) if kept.size == binding.size else (binding[kept], ts[kept])
     counts = np.bincount(b, minlength=last_ts.size)
     if counts.max() <= 1:
-        return kept, np.array([0, kept.size], np.intp)
+        slot = np.empty(last_ts.size, np.intp)
+        slot[b] = kept
+        return slot[counts.astype(bool)], np.array([0, kept.size], np.intp)
     by_binding = stable_argsort(b, last_ts.size)
     sorted_b, sorted_t = b[by_binding], t[by_binding]
     same = sorted_b[1:] == sorted_b[:-1]
@@ -96,7 +125,8 @@ def rounds(binding: np.ndarray, ts: np.ndarray, last_ts: np.ndarray) -> tuple[np
     rank = np.arange(b.size) - np.repeat(first, lengths)
     by_round = stable_argsort(rank, int(lengths.max()))
     bounds = np.r_[0, np.cumsum(np.bincount(rank))].astype(np.intp)
-    return kept[by_binding[by_round]], bounds
+    order = by_binding[by_round]
+    return (order if kept.size == binding.size else kept[order]), bounds
 
 
 def each_round(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray,
@@ -106,8 +136,11 @@ def each_round(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: 
     binding, row = index.expand(channel)
     if binding.size == 0:
         return
-    ts = np.asarray(ts, np.int64)[row]
-    value = np.asarray(value, np.float64)[row]
+    ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
+    # With at most one binding per channel, rows are distinct and ascending: as many as the
+    # batch has means all of them, in order, and needs no gather.
+    if index.direct is None or row.size < ts.size:
+        ts, value = ts[row], value[row]
     order, bounds = rounds(binding, ts, last_ts)
     for r in range(bounds.size - 1):
         pick = order[bounds[r]:bounds[r + 1]]

@@ -34,7 +34,8 @@ class LevelMachine:
         keep = np.isfinite(value)
         if not keep.all():
             stream, ts, value = stream[keep], ts[keep], value[keep]
-        return self._machine.update(Batch(stream.astype(np.int32), ts.astype(np.int64), value.astype(np.float64)))
+        return self._machine.update(Batch(np.asarray(stream, np.int32), np.asarray(ts, np.int64),
+                                          np.asarray(value, np.float64)))
 
     def level(self) -> np.ndarray:
         return self._machine.level()

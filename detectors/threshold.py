@@ -39,6 +39,11 @@ iterations is therefore the largest number of readings any one binding has in th
 the number of readings. When every binding has at most one reading the batch is a single
 round and needs no (binding, ts) sort at all. Work arrays inside a round are level-major,
 shape (4, m), because numpy is much faster on four long rows than on m rows of four.
+
+Most readings are *quiet*: their binding is at level 0 with no run in progress and they raise
+no level, so they change nothing. A round evaluates only the others, and with several readings
+per binding the bindings quiet throughout the batch are set aside before the sort. Parameters
+are kept per distinct threshold (a rule's bindings share one row), state per binding.
 """
 
 from __future__ import annotations
@@ -162,10 +167,11 @@ class ThresholdDetector:
         self.bindings: tuple[Binding, ...] = tuple(bindings)
         n = len(self.bindings)
         self.n_channels = int(n_channels)
-        limits = np.full((n, _N_LEVELS), np.nan)
-        above = np.ones(n, bool)
-        clear = np.ones(n)
-        hold = np.zeros(n, np.int64)
+        # Bindings are many and rules few: the parameters live in tables with one row per
+        # distinct threshold (a "parameter set"; bindings of one rule share it), and each binding
+        # holds only the number of its row. That keeps the state near 50 bytes per binding.
+        sets: dict[tuple, int] = {}
+        rule_of = np.zeros(n, np.int32)
         channel_of = np.zeros(n, np.int32)
         for i, binding in enumerate(self.bindings):
             if binding.index != i:
@@ -177,12 +183,20 @@ class ThresholdDetector:
                 raise ValueError(f"binding {i}: unknown direction {threshold.direction!r}")
             if not threshold.levels:
                 raise ValueError(f"binding {i}: rule {binding.rule.id!r} defines no level")
-            for colour, limit in threshold.levels.items():
-                limits[i, LEVEL_NUMBER[colour] - 1] = limit
-            above[i] = threshold.direction == "above"
-            clear[i] = threshold.clear
-            hold[i] = hold_ms(binding.rule)
+            key = (threshold.direction, tuple(threshold.levels.items()), threshold.clear, hold_ms(binding.rule))
+            rule_of[i] = sets.setdefault(key, len(sets))
             channel_of[i] = binding.channel.index
+        k = len(sets)
+        limits = np.full((k, _N_LEVELS), np.nan)
+        above = np.ones(k, bool)
+        clear = np.ones(k)
+        hold = np.zeros(k, np.int64)
+        for (direction, levels, clear_factor, hold_time), row in sets.items():
+            for colour, limit in levels:
+                limits[row, LEVEL_NUMBER[colour] - 1] = limit
+            above[row] = direction == "above"
+            clear[row] = clear_factor
+            hold[row] = hold_time
         # Same operations in the same order as the scalar reference, so clear values are
         # bit-identical to it (NaN stays NaN for undefined levels).
         margin = np.abs(limits)
@@ -190,24 +204,28 @@ class ThresholdDetector:
                                limits + margin * (1.0 / clear - 1.0)[:, None])
         sign = np.where(above, 1.0, -1.0)
 
-        #: (bindings, 4) float64 - limit of each level, NaN where the rule does not define it.
+        #: (bindings,) int32 - parameter set (row of the tables below) of each binding.
+        self._rule = rule_of
+        #: (sets, 4) float64 - limit of each level, NaN where the rule does not define it.
         self._limit = limits
-        #: (bindings, 4) float64 - clear value of each level, NaN where undefined.
+        #: (sets, 4) float64 - clear value of each level, NaN where undefined.
         self._clear_value = clear_value
-        #: (bindings,) float64 - +1 for "above", -1 for "below".
+        #: (sets,) float64 - +1 for "above", -1 for "below".
         self._sign = sign
-        #: (bindings,) int64 - hold time, ms.
+        #: (sets,) int64 - hold time, ms.
         self._hold_ms = hold
-        #: (bindings, 4) bool - which levels the rule defines.
+        #: (sets, 4) bool - which levels the rule defines.
         self._defined = ~np.isnan(limits)
-        #: (bindings,) intp - column of the lowest defined level (0 = blue).
-        self._lowest = np.argmax(self._defined, axis=1) if n else np.zeros(0, np.intp)
-        #: (8, bindings) float64 - sign * limit in rows 0..3, sign * clear value in rows 4..7.
+        #: (sets,) intp - column of the lowest defined level (0 = blue).
+        self._lowest = np.argmax(self._defined, axis=1) if k else np.zeros(0, np.intp)
+        #: (8, sets) float64 - sign * limit in rows 0..3, sign * clear value in rows 4..7.
         #: Both directions become ">=" tests on sign * value; negation is exact in IEEE
         #: arithmetic, so ``-v >= -limit`` decides exactly as ``v <= limit``. NaN compares
         #: false (undefined level). Level-major, like all per-round work arrays: numpy runs
         #: (4, m) operations as four long loops but (m, 4) ones as m loops of length 4.
         self._signed = np.ascontiguousarray((np.concatenate([limits, clear_value], axis=1) * sign[:, None]).T)
+        #: (sets,) float64 - the lowest signed limit: a signed value below it raises no level.
+        self._raise_floor = np.nanmin(self._signed[:_N_LEVELS], axis=0) if k else np.zeros(0)
 
         #: (bindings,) int8 - confirmed level.
         self._level = np.zeros(n, np.int8)
@@ -217,21 +235,22 @@ class ThresholdDetector:
         #: (bindings,) int64 - newest ts evaluated in an earlier batch, epoch ms.
         self._last_ts = np.full(n, NO_LAST_TS, np.int64)
 
-        # CSR map channel -> bindings; the stable sort keeps rule order within a channel.
-        per_channel = np.bincount(channel_of, minlength=self.n_channels).astype(np.int64)
-        #: (channels,) int64 - number of bindings of each channel.
-        self._per_channel = per_channel
-        #: (channels + 1,) int64 - bindings of channel c are _csr[_offsets[c]:_offsets[c+1]].
-        self._offsets = np.zeros(self.n_channels + 1, np.int64)
-        np.cumsum(per_channel, out=self._offsets[1:])
-        #: (bindings,) intp - binding indexes grouped by channel.
-        self._csr = np.argsort(channel_of, kind="stable")
-        #: (channels,) intp - the one binding of each channel (-1 none), when no channel has
-        #: several; lets the common case skip the CSR expansion.
+        per_channel = np.bincount(channel_of, minlength=self.n_channels)
+        #: (channels,) int32 - the one binding of each channel (-1 none), when no channel has
+        #: several: the common case, in which expanding a batch is one gather. Else None and
+        #: the CSR map below is used.
         self._direct: np.ndarray | None = None
+        #: CSR map channel -> bindings: those of channel c are _csr[_offsets[c]:_offsets[c+1]];
+        #: the stable sort keeps rule order within a channel. Only when `_direct` is None.
+        self._offsets: np.ndarray | None = None
+        self._csr: np.ndarray | None = None
         if n == 0 or per_channel.max() <= 1:
-            self._direct = np.full(self.n_channels, -1, np.intp)
-            self._direct[channel_of] = np.arange(n)
+            self._direct = np.full(self.n_channels, -1, np.int32)
+            self._direct[channel_of] = np.arange(n, dtype=np.int32)
+        else:
+            self._offsets = np.zeros(self.n_channels + 1, np.int64)
+            np.cumsum(per_channel, out=self._offsets[1:])
+            self._csr = np.argsort(channel_of, kind="stable")
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ThresholdDetector:
@@ -260,7 +279,7 @@ class ThresholdDetector:
         """
         if not 0 <= binding < len(self.bindings):
             raise IndexError(f"binding {binding} outside 0..{len(self.bindings) - 1}")
-        if level != 0 and not (1 <= level <= _N_LEVELS and self._defined[binding, level - 1]):
+        if level != 0 and not (1 <= level <= _N_LEVELS and self._defined[self._rule[binding], level - 1]):
             raise ValueError(f"level {level} is not defined by rule {self.bindings[binding].rule.id!r}")
         if level != 0 and started_at > last_ts:
             raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
@@ -303,17 +322,27 @@ class ThresholdDetector:
 
         counts = np.bincount(binding, minlength=len(self.bindings))
         if counts.max() <= 1:
-            # At most one reading per binding: the whole batch is a single round. Ordering it
-            # by binding is a counting sort (bindings are distinct); it makes the findings come
-            # out in binding order and the state gathers and scatters sequential.
-            slot = np.empty(len(self.bindings), np.intp)
-            slot[binding] = np.arange(binding.size)
-            order = slot[counts.astype(bool)]
-            binding, ts, value = binding[order], ts[order], value[order]
+            # At most one reading per binding: the whole batch is a single round. It is
+            # evaluated in batch order (most of its readings are quiet, skipped at once by
+            # `_round`) and the few level changes are then put in binding order.
             self._last_ts[binding] = ts
             found = self._round(binding, ts, value)
-            return empty_findings() if found is None else found
+            return empty_findings() if found is None else _take(found, np.argsort(found.binding, kind="stable"))
 
+        # Several readings per binding need the (binding, ts) sort below, which costs more than
+        # evaluating them. Set aside the quiet bindings first: at level 0, with no run in
+        # progress and no reading in the batch that raises a level (see `_round`), nothing
+        # happens to them but their last_ts.
+        rule = self._rule[binding]
+        live = (self._level > 0) | (self._since.T[0] != NO_SINCE)
+        live[binding[value * self._sign[rule] >= self._raise_floor[rule]]] = True
+        keep = live[binding]
+        if not keep.all():
+            quiet = ~keep
+            np.maximum.at(self._last_ts, binding[quiet], ts[quiet])
+            binding, ts, value = binding[keep], ts[keep], value[keep]
+            if binding.size == 0:
+                return empty_findings()
         order = stable_argsort(binding, len(self.bindings))
         sorted_binding, sorted_ts = binding[order], ts[order]
         same = sorted_binding[1:] == sorted_binding[:-1]
@@ -359,13 +388,13 @@ class ThresholdDetector:
             known = (channel >= 0) & (channel < self.n_channels)
             channel = np.where(known, channel, 0)
         if self._direct is not None:
-            binding = self._direct[channel]
+            binding = self._direct[channel].astype(np.intp)
             bound = binding >= 0 if known is None else (binding >= 0) & known
             if bound.all():
                 return binding, None
             row = np.flatnonzero(bound)
             return binding[row], row
-        per_row = self._per_channel[channel]
+        per_row = np.diff(self._offsets)[channel]
         if known is not None:
             per_row = np.where(known, per_row, 0)
         row = np.repeat(np.arange(n), per_row)
@@ -388,8 +417,18 @@ class ThresholdDetector:
         -------
         The level changes, in the order of `b`, or None when there are none.
         """
-        signed_table = np.take(self._signed, b, axis=1)
-        signed = v * np.take(self._sign, b)
+        # Most readings are quiet: at level 0, with no run in progress (no `since` set: a run at
+        # any level sets that of level 1) and raising nothing. Such a reading changes nothing -
+        # the candidate is 0, so the level stays 0 and every `since` unset - and is skipped.
+        rule = np.take(self._rule, b)
+        signed = v * np.take(self._sign, rule)
+        active = np.flatnonzero((np.take(self._level, b) > 0) | (np.take(self._since.T[0], b) != NO_SINCE)
+                                | (signed >= np.take(self._raise_floor, rule)))
+        if active.size == 0:
+            return None
+        if active.size < b.size:
+            b, t, v, signed, rule = b[active], t[active], v[active], signed[active], rule[active]
+        signed_table = np.take(self._signed, rule, axis=1)
         raised = _highest(signed >= signed_table[:_N_LEVELS])
         held = _highest(signed >= signed_table[_N_LEVELS:])
         before = np.take(self._level, b)
@@ -405,7 +444,7 @@ class ThresholdDetector:
         # its run is hold_ms old; `since` is NO_SINCE above the candidate, so that never
         # exceeds it. The highest level passing the hold test is a defined one: an undefined
         # level's run always began with that of the next defined level above it.
-        held_long = since <= t - np.take(self._hold_ms, b)
+        held_long = since <= t - np.take(self._hold_ms, rule)
         after = np.maximum(np.minimum(before, candidate), _highest(held_long))
 
         self._level[b] = after
@@ -414,10 +453,10 @@ class ThresholdDetector:
         changed = np.flatnonzero(after != before)
         if changed.size == 0:
             return None
-        cb = b[changed]
+        cb, c_rule = b[changed], rule[changed]
         c_before, c_after = before[changed], after[changed]
         shown = np.where(c_after > 0, c_after, c_before).astype(np.intp) - 1
-        lowest = self._lowest[cb]
+        lowest = self._lowest[c_rule]
         started = np.where(c_after > 0, since[lowest, changed], since_before[lowest, changed])
         return ThresholdFindings(
             binding=cb.astype(np.int32),
@@ -425,7 +464,7 @@ class ThresholdDetector:
             level_before=c_before,
             level_after=c_after,
             value=v[changed],
-            limit=self._limit[cb, shown],
+            limit=self._limit[c_rule, shown],
             started_at=started,
         )
 

@@ -15,6 +15,17 @@ Both feed their statistic (slope per minute, or the forecast level number) into 
 LevelMachine, so hysteresis, hold times and findings work as for thresholds. Evaluation is
 round by round over a batch (see detectors.batching): each round computes the slope of every
 binding that has a reading in it at once; `trend_reference` is the per-reading specification.
+
+The window is kept as running moments, not re-summed: per binding the count, the means of t
+and v and the co-moments Ctt = sum (t - mean_t)^2 and Ctv = sum (t - mean_t)(v - mean_v) of
+the readings in the window, updated when a reading enters (Welford 1962) and when one leaves
+it (the same update run backwards), so a reading costs O(1) whatever the window length. The
+slope is Ctv / Ctt. Centred moments keep the precision of the two-pass sums of the reference
+(plain sums of t^2 would lose it to cancellation); the moments are rebuilt exactly whenever
+the window is down to one reading, and a window whose readings all share one timestamp has no
+slope (tested on the timestamps, not on a Ctt that could be a rounding residue). The ring
+buffer of each binding is `max_points` long and holds the readings that can still leave the
+window by time.
 """
 
 from __future__ import annotations
@@ -40,7 +51,8 @@ def forecast_levels(limits: np.ndarray, sign: np.ndarray, value: np.ndarray, fit
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Forecast level and eta for m bindings.
 
-    limits : (m, 4) float64 limits of the threshold rule's levels (NaN where undefined)
+    limits : (4, m) float64 limits of the threshold rule's levels, level-major (NaN where
+        undefined; numpy runs four long rows much faster than m rows of four)
     sign : (m,) +1 for an "above" rule, -1 for "below"
     value : (m,) current reading; fitted : (m,) regression value now; slope_s : (m,) per second
     horizon_s : (m,) seconds
@@ -49,21 +61,24 @@ def forecast_levels(limits: np.ndarray, sign: np.ndarray, value: np.ndarray, fit
     eta is within the horizon (0 if none) with its eta, and the lowest level not yet reached
     with its eta (inf when the slope does not lead there).
     """
-    reached = (value[:, None] * sign[:, None]) >= (limits * sign[:, None])
+    # NaN (undefined) limits compare False: never reached, and masked out of `pending`.
+    pending = ~np.isnan(limits) & ~(value * sign >= limits * sign)
     toward = (slope_s * sign) > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        eta = (limits - fitted[:, None]) / slope_s[:, None]
-    eta = np.where(~np.isnan(limits) & ~reached & toward[:, None] & (eta >= 0), eta, np.inf)
-    within = eta <= horizon_s[:, None]
-    numbers = np.arange(1, 5)
-    level = np.max(np.where(within, numbers, 0), axis=1)
-    level_eta = np.where(level > 0, eta[np.arange(len(level)), np.maximum(level - 1, 0)], np.inf)
-    pending = ~np.isnan(limits) & ~reached
-    has_next = pending.any(axis=1)
-    next_index = np.argmax(pending, axis=1)
+        eta = (limits - fitted) / slope_s
+    eta = np.where(pending & toward & (eta >= 0), eta, np.inf)
+    level = np.max((eta <= horizon_s) * _LEVEL_NUMBERS, axis=0).astype(np.int8)
+    level_eta = np.where(level > 0, np.take_along_axis(eta, np.maximum(level - 1, 0)[None].astype(np.intp), 0)[0],
+                         np.inf)
+    has_next = pending.any(axis=0)
+    next_index = np.argmax(pending, axis=0)
     next_level = np.where(has_next, next_index + 1, 0).astype(np.int8)
-    next_eta = np.where(has_next, eta[np.arange(len(level)), next_index], np.inf)
-    return level.astype(np.int8), level_eta, next_level, next_eta
+    next_eta = np.where(has_next, np.take_along_axis(eta, next_index[None], 0)[0], np.inf)
+    return level, level_eta, next_level, next_eta
+
+
+#: (4, 1) level number of each row of level-major arrays
+_LEVEL_NUMBERS = np.arange(1, 5, dtype=np.int8)[:, None]
 
 
 class TrendDetector:
@@ -90,15 +105,22 @@ class TrendDetector:
                 for colour, limit in rule.threshold.levels.items():
                     limits[i, LEVEL_NUMBER[colour] - 1] = limit
                 sign[i] = 1.0 if rule.threshold.direction == "above" else -1.0
-        #: (bindings, 4) limits of the paired threshold rule, NaN where undefined or unpaired
-        self._limits = limits
+        #: (4, bindings) limits of the paired threshold rule, NaN where undefined or unpaired
+        self._limits = np.ascontiguousarray(limits.T)
         self._sign = sign
         capacity = int(self._max_points.max()) if n else 1
-        #: (bindings, capacity) ring buffers of reading time (s since `_origin_ms`) and value
+        #: (bindings, capacity) ring buffers of reading time (s since `_origin_ms`) and value;
+        #: binding i uses the first `max_points[i]` columns
         self._t = np.zeros((n, capacity))
         self._v = np.zeros((n, capacity))
-        self._head = np.zeros(n, np.int64)  # next slot to write
-        self._count = np.zeros(n, np.int64)  # readings in the buffer
+        self._head = np.zeros(n, np.int32)  # next slot to write
+        #: readings in the window: the newest `_live` entries of the ring
+        self._live = np.zeros(n, np.int32)
+        #: running moments of the window: means of t (s) and v, co-moments Ctt and Ctv
+        self._mean_t = np.zeros(n)
+        self._mean_v = np.zeros(n)
+        self._ctt = np.zeros(n)
+        self._ctv = np.zeros(n)
         self._last_ts = np.full(n, _NO_TS, np.int64)
         self._origin_ms: int | None = None
         #: latest slope (per minute), forecast level, its eta and next-level eta per binding
@@ -164,49 +186,87 @@ class TrendDetector:
         # A forecast alert shows the reading and the limit it is heading for, not the level
         # number that drove the level machine.
         level = np.where(found.level_after > 0, found.level_after, found.level_before).astype(np.intp)
-        limit = self._limits[found.binding, np.maximum(level - 1, 0)]
+        limit = self._limits[np.maximum(level - 1, 0), found.binding]
         return ThresholdFindings(found.binding, found.ts, found.level_before, found.level_after,
                                  np.where(forecast, self.last_value[found.binding], found.value),
                                  np.where(forecast, limit, found.limit), found.started_at)
 
     def _round(self, b: np.ndarray, ts: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Append one reading per binding and return the statistic for the level machine."""
-        t = (ts - self._origin_ms) / 1000.0
-        slot = self._head[b]
-        self._t[b, slot] = t
-        self._v[b, slot] = v
-        capacity = self._t.shape[1]
-        self._head[b] = (slot + 1) % capacity
-        self._count[b] = np.minimum(self._count[b] + 1, capacity)
+        """Append one reading per binding and return the statistic for the level machine.
 
-        tb, vb = self._t[b], self._v[b]
-        recency = (self._head[b, None] - 1 - np.arange(capacity)) % capacity  # 0 = newest
-        keep = np.minimum(self._count[b], self._max_points[b])
-        valid = (recency < keep[:, None]) & (tb >= (t - self._window_s[b])[:, None])
-        weight = valid.astype(np.float64)
-        n = weight.sum(axis=1)
-        mean_t = (tb * weight).sum(axis=1) / n
-        mean_v = (vb * weight).sum(axis=1) / n
-        dt = (tb - mean_t[:, None]) * weight
-        dv = (vb - mean_v[:, None]) * weight
-        stt = (dt * dt).sum(axis=1)
-        stv = (dt * dv).sum(axis=1)
-        enough = (n >= self._min_points[b]) & (stt > 0)
+        b : (m,) distinct bindings; ts : (m,) int64 epoch ms; v : (m,) float64 readings
+        """
+        t = (ts - self._origin_ms) / 1000.0
+        span = self._max_points[b]
+        head = self._head[b].astype(np.intp)
+        moments = _Moments(self._live[b], self._mean_t[b], self._mean_v[b], self._ctt[b], self._ctv[b])
+        # Readings leave the window oldest first: in a full ring (max_points) the one the new
+        # reading overwrites, and any older than the window (seconds). Masks over the whole
+        # round rather than subsets: in steady operation nearly every binding loses one.
+        lower = t - self._window_s[b]
+        leaving = moments.n == span
+        while True:
+            oldest = (head - moments.n) % span
+            oldest_t = self._t[b, oldest]
+            leaving |= (moments.n > 0) & (oldest_t < lower)
+            if not leaving.any():
+                break
+            moments.leave(leaving, oldest_t, self._v[b, oldest])
+            # Down to one reading (or none): take it as it is, so no rounding residue outlives it.
+            few = np.flatnonzero(leaving & (moments.n <= 1))
+            if few.size:
+                newest = (oldest[few] + 1) % span[few]
+                moments.reset(few, self._t[b[few], newest], self._v[b[few], newest])
+            leaving = np.zeros(b.size, bool)
+        # The oldest reading of the window once the new one is in (itself in an empty window).
+        oldest_t = np.where(moments.n > 0, oldest_t, t)
+        self._t[b, head] = t
+        self._v[b, head] = v
+        head = (head + 1) % span
+        self._head[b] = head
+        moments.enter(t, v)
+        # Every max_points readings (staggered by binding, to spread the work over rounds) the
+        # moments are summed afresh, so the rounding of the running updates cannot accumulate.
+        again = np.flatnonzero(head == b % span)
+        if again.size:
+            moments.refit(again, *self._window_of(b[again], head[again], span[again], moments.n[again]))
+        self._live[b], self._mean_t[b], self._mean_v[b] = moments.n, moments.mean_t, moments.mean_v
+        self._ctt[b], self._ctv[b] = moments.ctt, moments.ctv
+
+        # A slope needs min_points readings at two different times at least.
+        enough = (moments.n >= self._min_points[b]) & (oldest_t < t) & (moments.ctt > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            slope_s = np.where(enough, stv / stt, np.nan)
-        fitted = mean_v + slope_s * (t - mean_t)
+            slope_s = np.where(enough, moments.ctv / moments.ctt, np.nan)
         self.slope_per_min[b] = slope_s * 60.0
         self.last_value[b] = v
+        stat = slope_s * 60.0 * self._direction[b]
 
-        level, eta, next_level, next_eta = forecast_levels(self._limits[b], self._sign[b], v, fitted, slope_s,
-                                                           self._horizon_s[b])
-        self.forecast_level[b] = np.where(enough, level, 0)
-        self.forecast_eta_s[b] = np.where(enough, eta, np.inf)
-        self.next_level[b] = next_level
-        self.next_eta_s[b] = np.where(enough, next_eta, np.inf)
-        stat = np.where(self._is_forecast[b], self.forecast_level[b].astype(np.float64),
-                        slope_s * 60.0 * self._direction[b])
-        return np.where(enough, stat, np.nan)
+        forecast = self._is_forecast[b]
+        if forecast.any():
+            # Only forecast rules have a paired threshold; the others keep "no forecast". A
+            # forecast without a slope, or with one leading away from the limits, has no level
+            # and no eta (the next level is then never shown): only the rest is computed.
+            fb = b[forecast]
+            self.forecast_level[fb] = 0
+            self.forecast_eta_s[fb] = self.next_eta_s[fb] = np.inf
+            self.next_level[fb] = 0
+            go = np.flatnonzero(forecast & enough & (slope_s * self._sign[b] > 0))
+            if go.size:
+                gb, g_slope = b[go], slope_s[go]
+                fitted = moments.mean_v[go] + g_slope * (t[go] - moments.mean_t[go])
+                (self.forecast_level[gb], self.forecast_eta_s[gb], self.next_level[gb],
+                 self.next_eta_s[gb]) = forecast_levels(self._limits[:, gb], self._sign[gb], v[go], fitted, g_slope,
+                                                        self._horizon_s[gb])
+            stat[forecast] = np.where(enough[forecast], self.forecast_level[fb], np.nan)
+        return stat
+
+    def _window_of(self, b: np.ndarray, head: np.ndarray, span: np.ndarray, n: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(k, capacity) ring buffers (times, values) of bindings `b` and which slots are in the
+        window: the newest `n`, counting back from the one before `head` (sums need no order)."""
+        slot = np.arange(self._t.shape[1])
+        age = (head[:, None] - 1 - slot) % span[:, None]  # 0 = newest
+        return self._t[b], self._v[b], (age < n[:, None]) & (slot < span[:, None])
 
     # -- Detector protocol -----------------------------------------------------------------------
     def restore(self, binding: int, level: int, started_at: int, last_ts: int) -> None:
@@ -250,6 +310,57 @@ class TrendDetector:
             return f"{channel.metric} no longer {word} fast ({slope:+.3g} {unit}/min over {window})"
         return (f"{channel.metric} {word} {abs(slope):.3g} {unit}/min over {window} "
                 f"(>= {level_name(level_after)} {limit:g}){ahead}")
+
+
+class _Moments:
+    """Count, means and co-moments of the windows of a round's bindings, (m,) each.
+
+    Welford's update when a reading (t, v) enters; the same update solved for the previous
+    state when one leaves. Both keep the moments centred, as precise as two-pass sums.
+    """
+
+    def __init__(self, n: np.ndarray, mean_t: np.ndarray, mean_v: np.ndarray, ctt: np.ndarray, ctv: np.ndarray):
+        self.n, self.mean_t, self.mean_v, self.ctt, self.ctv = n, mean_t, mean_v, ctt, ctv
+
+    def enter(self, t: np.ndarray, v: np.ndarray) -> None:
+        """Every row gains a reading. (An empty window has zero moments: the first reading
+        then gives mean_t = t and Ctt = 0 exactly.)"""
+        self.n = self.n + 1
+        dt = t - self.mean_t
+        self.mean_t = self.mean_t + dt / self.n
+        self.mean_v = self.mean_v + (v - self.mean_v) / self.n
+        self.ctt = self.ctt + dt * (t - self.mean_t)
+        self.ctv = self.ctv + dt * (v - self.mean_v)
+
+    def leave(self, leaving: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
+        """The rows marked in `leaving` lose the reading (t, v) of their window. A row left
+        with fewer than two readings must be `reset`. (The other rows get deviations of 0,
+        which leave their moments exactly as they are.)"""
+        self.n = self.n - leaving
+        dt = np.where(leaving, t - self.mean_t, 0.0)
+        dv = np.where(leaving, v - self.mean_v, 0.0)
+        k = np.maximum(self.n, 1)
+        self.mean_t = self.mean_t - dt / k
+        self.mean_v = self.mean_v - dv / k
+        self.ctt = self.ctt - dt * (t - self.mean_t)
+        self.ctv = self.ctv - dt * (v - self.mean_v)
+
+    def refit(self, i: np.ndarray, t: np.ndarray, v: np.ndarray, inside: np.ndarray) -> None:
+        """Rows `i` summed afresh (two-pass) from their window: (k, w) times and values, and
+        which of them are in it."""
+        n = self.n[i]
+        mean_t = np.where(inside, t, 0.0).sum(axis=1) / n
+        mean_v = np.where(inside, v, 0.0).sum(axis=1) / n
+        dt = np.where(inside, t - mean_t[:, None], 0.0)
+        self.ctt[i] = np.einsum("ij,ij->i", dt, dt)
+        self.ctv[i] = np.einsum("ij,ij->i", dt, v - mean_v[:, None])
+        self.mean_t[i], self.mean_v[i] = mean_t, mean_v
+
+    def reset(self, i: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
+        """Rows `i` hold exactly the one reading (t, v), or none (zero moments) if their count is 0."""
+        one = self.n[i] == 1
+        self.mean_t[i], self.mean_v[i] = np.where(one, t, 0.0), np.where(one, v, 0.0)
+        self.ctt[i], self.ctv[i] = 0.0, 0.0
 
 
 def _duration(seconds: float) -> str:

@@ -23,13 +23,15 @@ from lifeline.levels import LEVEL_NUMBER, LEVELS
 
 
 def least_squares_slope(points: list[tuple[float, float]]) -> tuple[float, float, float]:
-    """(slope per second, mean t, mean v) of (t, v) points."""
+    """(slope per second, mean t, mean v) of (t, v) points; the slope is NaN unless the points
+    have two different times at least (for points of one instant `stt` is a rounding residue)."""
     n = len(points)
     mean_t = sum(t for t, _ in points) / n
     mean_v = sum(v for _, v in points) / n
     stt = sum((t - mean_t) ** 2 for t, _ in points)
     stv = sum((t - mean_t) * (v - mean_v) for t, v in points)
-    return (stv / stt if stt > 0 else math.nan), mean_t, mean_v
+    one_instant = all(t == points[0][0] for t, _ in points)
+    return (stv / stt if stt > 0 and not one_instant else math.nan), mean_t, mean_v
 
 
 class ReferenceTrend:

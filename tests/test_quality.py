@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detectors.quality import QualityDetector, row_median
+from detectors.quality import QualityDetector, merge_exchange_network, row_median, window_median_and_mad
 from detectors.quality_reference import ReferenceQualityDetector, median
 from detectors.threshold import ThresholdFindings
 from ingest.batch import Batch
@@ -200,6 +202,30 @@ def test_row_median_matches_reference_median() -> None:
     a = np.array([[3.0, 1.0, 2.0, 10.0], [1.0, 1.0, 5.0, 7.0]])
     assert row_median(a).tolist() == [median([3.0, 1.0, 2.0, 10.0]), median([1.0, 1.0, 5.0, 7.0])] == [2.5, 3.0]
     assert row_median(a[:, :3]).tolist() == [2.0, 1.0]
+
+
+@pytest.mark.parametrize("n", range(1, 14))
+def test_merge_exchange_network_sorts_every_input(n: int) -> None:
+    # The 0-1 principle (Knuth 5.3.4): a comparator network that sorts every sequence of 0s
+    # and 1s sorts every sequence.
+    network = merge_exchange_network(n)
+    for bits in itertools.product((0, 1), repeat=n):
+        values = list(bits)
+        for i, j in network:
+            values[i], values[j] = min(values[i], values[j]), max(values[i], values[j])
+        assert values == sorted(bits)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(3, 40).flatmap(lambda w: st.lists(
+    st.lists(st.sampled_from([0.0, 1.0, 2.5, -3.0, 1e-9, 7.25]) | st.floats(-1e6, 1e6), min_size=w, max_size=w),
+    min_size=1, max_size=6)))
+def test_window_median_and_mad_equal_the_plain_definition(windows: list[list[float]]) -> None:
+    med, mad = window_median_and_mad(np.array(windows).T)
+    for k, window in enumerate(windows):
+        centre = median(window)
+        assert med[k] == centre
+        assert mad[k] == median([abs(v - centre) for v in window])
 
 
 # -- vectorised == reference ---------------------------------------------------------------------

@@ -95,6 +95,36 @@ def test_late_readings_are_not_evaluated():
     assert detector.slope_per_min[0] == before
 
 
+def test_readings_of_one_instant_have_no_slope():
+    # Three readings with one timestamp (say a gateway resending): no time passed, so no slope;
+    # summed naively, Ctt is a rounding residue and the "slope" -85 per second.
+    detector, catalogue, config = detector_and_catalogue()
+    reference = ReferenceTrend(catalogue, list(config.rules))
+    same_instant = batch([(0, T0 + 3, 0.0), (0, T0 + 3, 1.0), (0, T0 + 3, 0.0)])
+    reference.update(batch([(1, T0, 0.0)]))  # the time origin: t = 0.003 s gives the residue
+    detector.update(batch([(1, T0, 0.0)]))
+    assert len(reference.update(same_instant)) == 0
+    assert len(detector.update(same_instant)) == 0
+    assert math.isnan(detector.slope_per_min[0])
+    assert [math.isnan(stat) for b, _, stat in reference.statistics if b == 0] == [True] * 3
+
+
+def test_a_window_that_slides_for_hours_keeps_the_slope_of_its_readings():
+    # The window is kept as running moments; after thousands of readings entering and leaving
+    # it the slope is still that of the readings in it, computed afresh.
+    detector, _, _ = detector_and_catalogue()
+    rng = np.random.default_rng(3)
+    ms = np.cumsum(rng.integers(1_000, 20_000, 5000))
+    values = 10 + 1e-5 * ms + rng.normal(0, 0.5, ms.size)
+    for part in np.array_split(np.arange(ms.size), 50):
+        detector.update(batch([(0, T0 + int(ms[i]), float(values[i])) for i in part]))
+    t = ms / 1000
+    recent = t >= t[-1] - 120
+    recent[: ms.size - 64] = False  # at most max_points (64) readings
+    expected = np.polyfit(t[recent], values[recent], 1)[0] * 60
+    assert math.isclose(detector.slope_per_min[0], expected, rel_tol=1e-9)
+
+
 values = st.floats(min_value=0.0, max_value=40.0, allow_nan=False, width=32).map(float)
 
 
