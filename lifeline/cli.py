@@ -39,7 +39,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         logging.getLogger("lifeline").warning("%s", warning)
     try:
-        settings = resolve_settings(config, mqtt=args.mqtt, http=args.http, data=args.data, simulate=args.simulate)
+        settings = resolve_settings(config, mqtt=args.mqtt, http=args.http, data=args.data, simulate=args.simulate,
+                                    workers=args.workers)
     except ValueError as exc:
         print(f"lifeline: {exc}", file=sys.stderr)
         return 2
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--simulate", action="store_true", help="also run the simulator against the same broker")
     up.add_argument("--scenario", default=DEMO_SCENARIO,
                     help=f"simulator scenario with --simulate (default: {DEMO_SCENARIO})")
+    up.add_argument("--workers", help="ingestion processes, gateways split between them (default 'auto': "
+                                      "one per core from 5,000 channels, else 1; env LIFELINE_WORKERS)")
     up.set_defaults(func=cmd_up)
 
     from simulators.commands import add_score_arguments, add_simulate_arguments
@@ -258,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--duration", type=float)
     rec.set_defaults(func=cmd_record)
 
-    sub.add_parser("bench", help="measure end-to-end ingestion throughput (lifeline bench --help)")
+    sub.add_parser("bench", help="measure ceilings, sustained throughput, alert latency, memory; --fanout: "
+                                 "websocket fan-out (lifeline bench --help)")
 
     hook = sub.add_parser("webhook-print", help="receive webhook notifications and print them (demo, route tests)")
     hook.add_argument("--listen", default="127.0.0.1:8099", help="HOST:PORT (default 127.0.0.1:8099, the demo's)")

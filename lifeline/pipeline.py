@@ -1,7 +1,9 @@
 """The ingestion pipeline: messages -> one columnar batch -> detectors -> alert lifecycle.
 
 It runs in one thread of its own, fed by the MQTT source; everything it does per batch is
-array work except for the rare rejections and level changes.
+array work except for the rare rejections and level changes. In a worker process
+(lifeline/workers.py) the same pipeline runs for a share of the gateways, and its findings
+and rejections go to the main process, which owns the alert book.
 """
 
 from __future__ import annotations
@@ -9,19 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
+from alerting.alert import Alert
 from alerting.lifecycle import AlertBook, Event, Finding
 from archive.sqlite_archive import ReadingArchive
 from detectors.base import Detector
 from detectors.registry import DetectorSet
 from detectors.threshold import ThresholdFindings
 from ingest.batch import Batch
-from ingest.dead_letters import DeadLetters
 from ingest.decode import TelemetryDecoder
+from ingest.fast_decode import FastDecoder
 from ingest.last_values import LastValues
-from ingest.mqtt_source import Message
 from ingest.rejection import Rejection
+from ingest.telemetry_subscriber import Message
 from lifeline.catalogue import Catalogue
 from lifeline.levels import LEVEL_NUMBER
 from lifeline.metrics import Metrics
@@ -31,22 +35,32 @@ log = logging.getLogger("lifeline.pipeline")
 TICK_S = 1.0  # how often silence is evaluated when no data arrives
 
 
+class FindingSink(Protocol):
+    """Where findings go: the AlertBook, or in a worker process the way to the main one."""
+
+    def apply(self, findings: Iterable[Finding]) -> list[Event]: ...
+
+
 class Pipeline:
-    """Decodes, validates, archives, detects and alerts, one batch at a time."""
+    """Decodes, validates, archives, detects and alerts, one batch at a time.
+
+    `refuse` receives the rejections of a batch with their payloads (ingest/refusals.py).
+    `metrics` is the service's Metrics, or in a worker the stand-in that reports to the main process.
+    """
 
     def __init__(self, *, catalogue: Catalogue, decoder: TelemetryDecoder, detectors: DetectorSet,
-                 book: AlertBook, archive: ReadingArchive, dead_letters: DeadLetters, metrics: Metrics,
-                 last_values: LastValues, publish: Callable[[str, bytes, int], None], topic_prefix: str,
+                 book: FindingSink, archive: ReadingArchive, metrics: Metrics, last_values: LastValues,
+                 refuse: Callable[[list[tuple[Rejection, bytes]]], None], topic_prefix: str,
                  backfill_after_s: float = 300.0, clock: Callable[[], float] = time.time):
         self.catalogue = catalogue
         self.decoder = decoder
+        self.fast_decoder = FastDecoder(catalogue, decoder.retention_ms)
         self.detectors = detectors
         self.book = book
         self.archive = archive
-        self.dead_letters = dead_letters
         self.metrics = metrics
         self.last_values = last_values
-        self.publish = publish
+        self.refuse = refuse
         self.prefix = topic_prefix
         self.backfill_after_ms = int(backfill_after_s * 1000)
         self.clock = clock
@@ -57,20 +71,24 @@ class Pipeline:
     def process(self, messages: list[Message]) -> list[Event]:
         """Handle a group of telemetry messages as one batch; returns the alert events."""
         started = time.perf_counter()
-        parts: list[Batch] = []
         rejected: list[tuple[Rejection, bytes]] = []
         prefix_len = len(self.prefix) + 1
-        for message in messages:
-            gateway = message.topic[prefix_len:-len("/telemetry")]
-            decoded = self.decoder.decode(gateway, message.payload, message.received_ms)
+        group = [(topic[prefix_len:-len("/telemetry")], payload, received_ms)
+                 for topic, payload, received_ms in messages]
+        clean, unusual = self.fast_decoder.decode_many(group)
+        parts = [clean]
+        # Messages the fast path handed back: decoded one by one, each refused part with its reason.
+        for i in unusual:
+            gateway, payload, received_ms = group[i]
+            decoded = self.decoder.decode(gateway, payload, received_ms)
             if len(decoded.batch):
                 parts.append(decoded.batch)
             for rejection in decoded.rejections:
-                rejected.append((rejection, message.payload))
+                rejected.append((rejection, payload))
         batch = Batch.concat(parts)
         self.metrics.messages.inc(len(messages))
         if rejected:
-            self._reject(rejected)
+            self.refuse(rejected)
         events: list[Event] = []
         if len(batch):
             self.archive.append(batch)
@@ -122,21 +140,12 @@ class Pipeline:
                 backfilled=ts < now_ms - self.backfill_after_ms))
         return rows
 
-    def _reject(self, rejected: list[tuple[Rejection, bytes]]) -> None:
-        for rejection, _ in rejected:
-            self.metrics.rejections.labels(self.metrics.gateway_label(rejection.gateway), rejection.reason).inc()
-            try:
-                self.publish(f"{self.prefix}/{rejection.gateway}/errors", rejection.error_message(), 0)
-            except Exception:  # the errors topic is a courtesy; it never stops ingestion
-                log.exception("could not publish a rejection to %s", rejection.gateway)
-        try:
-            self.dead_letters.add(rejected)
-        except Exception:
-            log.exception("could not store %d rejections", len(rejected))
-
     # -- the thread ---------------------------------------------------------------------------
     def run(self, source, stop: threading.Event, linger_s: float = 0.004, max_messages: int = 5000) -> None:
-        """Drain `source` until `stop` is set; a failing batch is logged and skipped, never fatal."""
+        """Drain `source` until `stop` is set; a failing batch is logged and skipped, never fatal.
+
+        Stop the source first: what it still holds was acknowledged to the broker, so it is
+        processed before returning."""
         while not stop.is_set():
             messages = source.drain(linger_s, max_messages, timeout_s=0.1)
             self.metrics.backlog.set(source.backlog())
@@ -148,18 +157,24 @@ class Pipeline:
                     self.tick()
             except Exception:
                 log.exception("batch of %d messages failed; continuing", len(messages))
+        while source.backlog():
+            messages = source.drain(0.0, max_messages, timeout_s=0.0)
+            try:
+                self.process(messages)
+            except Exception:
+                log.exception("batch of %d messages failed at stop", len(messages))
 
 
-def restore_detector_state(detectors: DetectorSet, book: AlertBook) -> list[str]:
+def restore_bindings(detectors: DetectorSet, alerts: Iterable[Alert]) -> list[tuple[str, str]]:
     """Put each binding with an active open alert back to that alert's level, so a restart
-    neither re-raises nor forgets it. Active alerts whose rule, sensor or level left the
-    configuration are cleared (nothing could ever clear them otherwise); returns their ids."""
+    neither re-raises nor forgets it. Returns (alert id, why) of the active alerts that no
+    binding can take (rule, sensor or level left the configuration)."""
     index: dict[tuple[str, str, str], tuple[Detector, int]] = {}
     for detector in detectors.all():
         for binding in detector.bindings:
             index[(binding.rule.id, binding.channel.sensor.id, binding.metric)] = (detector, binding.index)
     orphans = []
-    for alert in book.open_alerts():
+    for alert in alerts:
         if alert.condition != "active":
             continue
         found = index.get(alert.key)
@@ -170,7 +185,17 @@ def restore_detector_state(detectors: DetectorSet, book: AlertBook) -> list[str]
             detector.restore(binding, LEVEL_NUMBER[alert.level], alert.raised_at,
                              max(alert.raised_at, alert.updated_at))
         except ValueError as exc:
-            book.clear_condition(alert.id, "system", f"cleared at start-up: {exc}")
-            orphans.append(alert.id)
+            orphans.append((alert.id, str(exc)))
     return orphans
 
+
+def clear_orphans(book: AlertBook, orphans: list[tuple[str, str]]) -> list[str]:
+    """Active alerts nothing could ever clear are cleared at start-up; returns their ids."""
+    for alert_id, why in orphans:
+        book.clear_condition(alert_id, "system", f"cleared at start-up: {why}")
+    return [alert_id for alert_id, _ in orphans]
+
+
+def restore_detector_state(detectors: DetectorSet, book: AlertBook) -> list[str]:
+    """`restore_bindings` from the book's open alerts, clearing the orphans; returns their ids."""
+    return clear_orphans(book, restore_bindings(detectors, book.open_alerts()))
