@@ -93,9 +93,10 @@ class Pipeline:
         if len(batch):
             self.archive.append(batch)
             self.last_values.update(batch)
+            events = self.book.apply(self.detect(batch))
+            # Counted once detected: a client that waits for the count sees the batch's alerts too.
             self.readings_total += len(batch)
             self.metrics.readings.inc(len(batch))
-            events = self.book.apply(self.detect(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if messages:
             oldest_ms = min(m.received_ms for m in messages)

@@ -30,6 +30,25 @@ def test_every_gateway_is_served_by_exactly_one_worker_and_large_ones_spread():
     assert [len(group) for group in assign_gateways(catalogue, 5)].count(0) == 2
 
 
+def test_gateways_sharing_a_structure_share_a_worker():
+    """A gas main whose manholes report through two gateways is one unit: the leak detector
+    corroborates neighbours along the main, so both gateways must be in the same worker."""
+    from lifeline.config import Config, Gateway, Location, Sensor
+
+    def manhole(n: int, gateway: str, main: str) -> Sensor:
+        return Sensor(id=f"MH-{n}", gateway=gateway, domain="gas", type="manhole_methane", asset=f"MH-{n}",
+                      location=Location(117.2, 31.8), metrics={"ch4": "%LEL"}, interval=60.0, extra={"main": main})
+
+    gateways = tuple(Gateway(f"gw-{g}", "gas co") for g in "abcd")
+    sensors = (manhole(1, "gw-a", "GM-1"), manhole(2, "gw-b", "GM-1"),  # one main over two gateways
+               manhole(3, "gw-c", "GM-2"), manhole(4, "gw-d", "GM-3"), manhole(5, "gw-d", "GM-3"))
+    groups = assign_gateways(Catalogue(Config(gateways=gateways, sensors=sensors)), 2)
+    together = next(group for group in groups if "gw-a" in group)
+    assert "gw-b" in together
+    assert sorted(g for group in groups for g in group) == ["gw-a", "gw-b", "gw-c", "gw-d"]
+    assert all(groups)  # the units still spread over both workers
+
+
 def test_a_worker_binds_rules_only_to_sensors_of_its_gateways():
     from detectors.registry import build_detectors
 
