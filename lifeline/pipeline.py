@@ -128,6 +128,9 @@ class Pipeline:
             binding = detector.bindings[b]
             sensor = binding.channel.sensor
             extra = detector.details(b)
+            grade = self.detectors.grades.get(sensor.id)
+            if grade is not None:
+                extra.setdefault("hazard_grade", grade)
             if quality is not None and quality.faulty[binding.channel.index]:
                 if quality.on_fault(binding.channel.index) == "suppress" and after > before:
                     continue  # a broken sensor does not send anyone out

@@ -141,3 +141,21 @@ def test_bad_runaway_rules_fail_with_their_line() -> None:
     problems = [str(p) for p in error.value.problems]
     assert any("plant.yaml:8" in p and "pressure" in p for p in problems)
     assert any(".Q" in p and "greater than 0" in p for p in problems)
+
+
+def test_every_alert_of_a_graded_source_carries_its_grade(tmp_path) -> None:
+    """The grade weighs every alert of the plant (toxic gas, process limits), not only the runaway."""
+    from detectors.registry import build_detectors
+    from simulators.city import city_config
+
+    config = city_config(100)
+    catalogue = Catalogue(config)
+    grades = build_detectors(catalogue, config.rules).grades
+    plants = {s.id: s.extra["structure"] for s in catalogue.sensors if s.domain == "hazard"}
+    assert set(grades) == set(plants)  # tanks and gas detectors of every plant
+    by_plant = {plants[sensor]: grade for sensor, grade in grades.items()}
+    assert by_plant["Anhui Jinhe LPG Depot"] == {"r": 24.0, "level": "III"}  # named in the rule: 2 x 1.5 x 400/50
+    assert by_plant["Hefei Tianyuan Chemical Co."] == {"r": 5.4, "level": "IV"}  # the rule's default
+    gas_detector = next(s for s in plants if "NH3" in s and plants[s] == "Hefei Tianyuan Chemical Co.")
+    assert grades[gas_detector] == {"r": 5.4, "level": "IV"}
+    assert not build_detectors(catalogue, [r for r in config.rules if r.kind != "runaway"]).grades
