@@ -71,7 +71,7 @@ _N_LEVELS = len(LEVELS)
 _LEVEL = np.arange(1, _N_LEVELS + 1, dtype=np.int8)[:, None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binding:
     """One rule applied to one channel; `index` is its position in `ThresholdDetector.bindings`."""
 

@@ -14,7 +14,7 @@ import numpy as np
 from lifeline.config import Config, Gateway, Sensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Channel:
     index: int
     sensor: Sensor

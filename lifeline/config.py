@@ -49,19 +49,19 @@ class ConfigError(Exception):
         super().__init__(first + more)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     lon: float
     lat: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Gateway:
     id: str
     owner: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sensor:
     """A device reporting one or more metrics through exactly one gateway."""
 
