@@ -7,6 +7,7 @@ field it concerns. Runtime code then trusts the `Config` it gets and never re-ch
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -82,6 +83,14 @@ class Sensor:
         if name in ("gateway", "domain", "type", "asset"):
             return getattr(self, name)
         return self.extra.get(name)
+
+    def number(self, name: str, default: float = math.nan) -> float:
+        """A numeric catalogue field (`position_m`, `rate_hz`, ...); `default` when missing or not a
+        number, so one odd catalogue cell never stops a detector from being built."""
+        try:
+            return float(self.extra[name])
+        except (KeyError, ValueError):
+            return default
 
 
 @dataclass(frozen=True)

@@ -124,10 +124,7 @@ class ModalDetector:
                     continue
                 # the alert is about the span's natural frequency, not the raw acceleration channel
                 bindings.append(Binding(len(bindings), rule, replace(channel, metric="natural_frequency", unit="Hz")))
-                try:
-                    rates.append(float(sensor.extra.get("rate_hz", "nan")))
-                except ValueError:
-                    rates.append(float("nan"))
+                rates.append(sensor.number("rate_hz"))
                 temps.append(temperature_of.get(sensor.asset, []))
         return cls(bindings, len(catalogue), rates, temps)
 

@@ -67,10 +67,7 @@ class ElevatorDetector:
         for lift, (rule, sensor, channels) in enumerate(self.lifts):
             spec: Elevator = rule.spec
             specs.append(spec)
-            try:
-                rated.append(float(sensor.extra.get("rated_speed", spec.rated_speed)))
-            except ValueError:
-                rated.append(spec.rated_speed)
+            rated.append(sensor.number("rated_speed", spec.rated_speed))
             anchor = channels.get("speed", next(iter(channels.values())))
             for e, code in enumerate(EVENT_CODES):
                 if code not in spec.levels:

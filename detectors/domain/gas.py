@@ -161,7 +161,7 @@ class GasLeakDetector:
                     continue
                 bindings.append(ManholeBinding(
                     len(bindings), rule, catalogue.channels[channels[spec.ch4]], channels.get(spec.ethane, -1),
-                    channels.get(spec.temp, -1), sensor.extra.get("main"), _number(sensor.extra.get("position_m"))))
+                    channels.get(spec.temp, -1), sensor.extra.get("main"), sensor.number("position_m")))
         width = 2 * max((b.rule.spec.neighbours for b in bindings), default=0)
         neighbours = np.full((len(bindings), width), -1, np.intp)
         groups: dict[tuple[str, str], list[ManholeBinding]] = {}
@@ -170,7 +170,7 @@ class GasLeakDetector:
                 groups.setdefault((b.rule.id, b.main), []).append(b)
         mains: dict[str, list[tuple[float, float, float]]] = {}
         for (_, main), members in groups.items():
-            members.sort(key=lambda b: (_number(b.channel.sensor.extra.get("seq")), b.position_m, b.index))
+            members.sort(key=lambda b: (b.channel.sensor.number("seq"), b.position_m, b.index))
             k = members[0].rule.spec.neighbours
             for i, b in enumerate(members):
                 near = [m.index for m in members[max(0, i - k):i] + members[i + 1:i + 1 + k]]
@@ -351,13 +351,6 @@ def merge_findings(parts: list[ThresholdFindings]) -> ThresholdFindings:
     merged = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
     order = np.argsort(merged["binding"], kind="stable")  # rounds are in time order already
     return ThresholdFindings(**{name: merged[name][order] for name in names})
-
-
-def _number(value: str | None) -> float:
-    try:
-        return float(value) if value is not None else math.nan
-    except ValueError:
-        return math.nan
 
 
 def _fluctuation(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

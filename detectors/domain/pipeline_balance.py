@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors.batching import BindingIndex
-from detectors.domain.pipeline_burst import catalogue_number as _number
 from detectors.formatting import format_number
 from detectors.level_machine import LevelMachine
 from detectors.threshold import ThresholdFindings, empty_findings
@@ -92,7 +91,7 @@ class MassBalanceDetector:
             for sensor in catalogue.sensors:
                 channels = catalogue.channels_of[sensor.id]
                 main = sensor.extra.get("main")
-                position = _number(sensor.extra.get("position_m"))
+                position = sensor.number("position_m")
                 if spec.metric not in channels or not main or not math.isfinite(position) \
                         or not rule.matches(sensor, catalogue.owner_of(sensor), spec.metric):
                     continue

@@ -164,11 +164,11 @@ class PipeBurstDetector:
                 channels = catalogue.channels_of[sensor.id]
                 if spec.metric not in channels or not rule.matches(sensor, catalogue.owner_of(sensor), spec.metric):
                     continue
-                rate = catalogue_number(sensor.extra.get("rate_hz"))
-                speed = spec.wave_speed or catalogue_number(sensor.extra.get("wave_speed_mps"))
+                rate = sensor.number("rate_hz")
+                speed = spec.wave_speed or sensor.number("wave_speed_mps")
                 bindings.append(LoggerBinding(
                     len(bindings), rule, catalogue.channels[channels[spec.metric]], sensor.extra.get("main"),
-                    catalogue_number(sensor.extra.get("position_m")), speed if math.isfinite(speed) else DEFAULT_WAVE_SPEED,
+                    sensor.number("position_m"), speed if math.isfinite(speed) else DEFAULT_WAVE_SPEED,
                     1000.0 / (rate if math.isfinite(rate) and rate > 0 else DEFAULT_RATE_HZ)))
         groups: dict[tuple[str, str], list[LoggerBinding]] = {}
         for b in bindings:
@@ -455,9 +455,3 @@ class PipeBurstDetector:
                 f"at {nearest} >= {level_name(level_after)} {format_number(limit)}")
 
 
-def catalogue_number(value: str | None) -> float:
-    """A numeric catalogue field (`position_m`, `rate_hz`...); NaN when missing or not a number."""
-    try:
-        return float(value) if value is not None else math.nan
-    except ValueError:
-        return math.nan
