@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 CITY_SENSORS = 100
 SUITE_SPEED = 3000  # the suite's 6 simulated hours in about 7 s
-SAME_TIME_S = 10.0  # two runs of the suite may see the same crossing a reading apart (5 s sampling)
+SAME_TIME_S = 10.0  # two runs may see the same crossing a reading apart (gauges report every 10 s)
 FALSE_ALERT_BOUND = 1.0  # per 1,000 sensor-hours (a 100-sensor, 6 h run is 600 sensor-hours)
 
 
