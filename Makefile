@@ -19,7 +19,8 @@ test: install system-packages test-system-packages
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The C kernels are built by the install: a changed kernel source reinstalls.
+$(VENV)/.installed: pyproject.toml $(wildcard detectors/*.c detectors/*.h)
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(SUDO) apt-get update -q && $(APT_INSTALL) python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'

@@ -6,9 +6,11 @@ import math
 import textwrap
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from detectors import _trend_kernel
 from detectors.trend import TrendDetector
 from detectors.trend_reference import ReferenceTrend
 from ingest.batch import Batch
@@ -194,3 +196,45 @@ def test_vectorised_matches_the_scalar_reference(city, feed):
         spec = slow.bindings[b].rule.spec
         if spec.direction is not None and not math.isnan(stat):
             assert math.isclose(fast.slope_per_min[b], stat, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_the_kernel_refuses_arrays_it_would_read_or_write_out_of_range():
+    detector, _, _ = detector_and_catalogue()
+    detector.update(batch([(0, T0, 1.0), (1, T0, 2.0)]))
+    state = tuple(getattr(detector, name) for name in _trend_kernel.FIELDS)
+    n = len(detector.bindings)
+
+    def advance(binding, ts=None, value=None, statistic=None, feed=None, state=state):
+        m = len(binding)
+        _trend_kernel.advance(state, detector._origin_ms, detector._capacity, binding,
+                              np.full(m, T0 + 1000, np.int64) if ts is None else ts,
+                              np.ones(m) if value is None else value,
+                              np.empty(m) if statistic is None else statistic,
+                              np.zeros(n, bool) if feed is None else feed)
+
+    before = [array.copy() for array in state]
+    with pytest.raises(ValueError, match="binding 4 outside"):
+        advance(np.array([0, n], np.intp))
+    with pytest.raises(ValueError, match="binding -1 outside"):
+        advance(np.array([-1], np.intp))
+    with pytest.raises(ValueError, match="ts"):
+        advance(np.array([0], np.intp), ts=np.full(1, 1000, np.int32))
+    with pytest.raises(ValueError, match="value: expected 2 elements"):
+        advance(np.array([0, 1], np.intp), value=np.ones(3))
+    with pytest.raises(ValueError, match="statistic"):
+        advance(np.array([0], np.intp), statistic=np.empty(1, np.float32))
+    with pytest.raises(ValueError, match="feed"):
+        advance(np.array([0], np.intp), feed=np.zeros(n + 1, bool))
+    short = list(state)
+    short[_trend_kernel.FIELDS.index("_t")] = detector._t[:-1]
+    with pytest.raises(ValueError, match="t: expected"):
+        advance(np.array([0], np.intp), state=tuple(short))
+    # A ring position outside its ring (a corrupted head) is refused before anything is written.
+    detector._head[1] = detector._max_points[1]
+    with pytest.raises(ValueError, match="binding 1: ring"):
+        advance(np.array([0, 1], np.intp))
+    detector._head[1] = before[_trend_kernel.FIELDS.index("_head")][1]
+    for name, array, copy in zip(_trend_kernel.FIELDS, state, before, strict=True):
+        np.testing.assert_array_equal(array, copy, err_msg=name)
+    advance(np.array([0, 1], np.intp))  # the same arguments, in range, are taken
+    assert detector._live[0] == 2
