@@ -42,12 +42,15 @@ Semantics, per binding (``detectors.change_reference`` is the readable per-readi
   order and a reading older than the newest one already evaluated is skipped
   (`detectors.batching.rounds`).
 
-Vectorisation: a batch is evaluated round by round (round k = the k-th reading of every
-binding that has one); each round computes the statistic of all its bindings with array
-operations, feeds it to the LevelMachine, then learns. The level must be known before
-learning, so the LevelMachine runs once per round, on the few readings that can change its
-state. Arithmetic is done in the same order as in the scalar reference, so the two agree bit
-for bit.
+Evaluation: a batch is evaluated round by round (round k = the k-th reading of every binding
+that has one). The per-reading arithmetic of a round - warm-up, statistic, learning - is done
+by the C extension `detectors._change_kernel`, a loop that follows the scalar reference
+operation for operation (IEEE-754 doubles, no fused multiply-add), so the two agree bit for
+bit. Learning needs the level after the reading, which the LevelMachine decides, but only
+through "level 0 before and after": a statistic below the lowest level cannot raise one, so
+a reading at level 0 with such a statistic is learned in the kernel already. The kernel also
+picks the few readings of the round that can change the LevelMachine's state; only those are
+fed to it, and a binding whose alarm they cleared has its chart restarted.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from detectors import _change_kernel
 from detectors.batching import BindingIndex, each_round
 from detectors.formatting import with_unit
 from detectors.level_machine import LevelMachine
@@ -75,13 +79,10 @@ SIGMA_FLOOR_REL = 1e-3
 #: Absolute floor on the baseline sigma, in the channel's unit, for a baseline mean of 0.
 SIGMA_FLOOR_ABS = 1e-9
 
+#: Direction codes, as in the kernel
 _BOTH, _UP, _DOWN = 0, 1, 2
 _DIRECTION = {"both": _BOTH, "up": _UP, "down": _DOWN}
 _NO_TS = np.iinfo(np.int64).min
-
-
-
-
 
 
 def change_threshold(spec: Change) -> Threshold:
@@ -92,10 +93,6 @@ def change_threshold(spec: Change) -> Threshold:
 def ewma_scale(lam: float) -> float:
     """Asymptotic standard deviation of an EWMA with weight `lam`, in units of the readings' sigma."""
     return math.sqrt(lam / (2.0 - lam))
-
-
-
-
 
 
 class ChangeDetector:
@@ -114,14 +111,21 @@ class ChangeDetector:
     def __init__(self, bindings: Sequence[Binding], n_channels: int):
         self.bindings: tuple[Binding, ...] = tuple(bindings)
         n = len(self.bindings)
-        specs: list[Change] = [b.rule.spec for b in self.bindings]
         for i, binding in enumerate(self.bindings):
             if binding.index != i:
                 raise ValueError(f"binding at position {i} has index {binding.index}")
         self.n_channels = int(n_channels)
         self._index = BindingIndex(np.array([b.channel.index for b in self.bindings], np.int64), n_channels)
 
-        # -- parameters, (bindings,) each ---------------------------------------------------------
+        # -- parameters, (rules,) each: a rule's bindings share one row ---------------------------
+        row_of: dict[int, int] = {}  # id(rule) -> row
+        specs: list[Change] = []
+        for binding in self.bindings:
+            if id(binding.rule) not in row_of:
+                row_of[id(binding.rule)] = len(specs)
+                specs.append(binding.rule.spec)
+        #: int32 - (bindings,) the row of each binding's rule
+        self._rule = np.array([row_of[id(b.rule)] for b in self.bindings], np.int32)
         #: bool - True for a cusum rule, False for ewma
         self._is_cusum = np.array([s.method == "cusum" for s in specs], bool)
         #: int8 - _BOTH, _UP or _DOWN
@@ -162,7 +166,14 @@ class ChangeDetector:
         self._last_ts = np.full(n, _NO_TS, np.int64)
 
         self._machine = LevelMachine([(b.rule, b.channel) for b in self.bindings],
-                                     [change_threshold(s) for s in specs])
+                                     [change_threshold(b.rule.spec) for b in self.bindings])
+        #: The kernel's arrays after the round's, in its argument order (the same objects as above:
+        #: state is updated in place).
+        self._kernel_arrays = (
+            self._is_cusum, self._direction, self._k, self._lam, self._ewma_scale, self._warmup,
+            self._learn_weight, self._lowest, self._cap,
+            self._rule, self._count, self._mean, self._var, self._upper, self._lower, self._ewma, self._stat, self._value,
+            self._level, self._last_ts)
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ChangeDetector:
@@ -194,102 +205,27 @@ class ChangeDetector:
 
         b : (m,) intp distinct bindings; t : (m,) int64 epoch ms; x : (m,) float64 readings
         """
-        warming = self._count[b] < self._warmup[b]
-        if warming.any():
-            stat = np.full(b.size, np.nan)
-            self._warm_up(b[warming], x[warming])
-            ready = np.flatnonzero(~warming)
-            if ready.size:
-                stat[ready] = self._statistic(b[ready], x[ready])
-        else:
-            stat = self._statistic(b, x)
-        lowest = self._lowest[b]
-        before = self._level[b]
-        # Only readings that can change the level machine's state are fed to it: with level 0,
-        # a statistic below the lowest level and no run pending from the previous reading
-        # (whose statistic was below it too) a reading leaves every level and `since` as they
-        # are. That is nearly every reading in steady operation. (NaN compares false:
-        # warm-up readings are never fed.)
-        feed = np.flatnonzero((before > 0) | (stat >= lowest) | (self._stat[b] >= lowest))
-        found = self._machine.update(b[feed], t[feed], stat[feed]) if feed.size else empty_findings()
+        fed = np.empty(b.size, np.intp)
+        n_fed = _change_kernel.evaluate(b, t, x, fed, SIGMA_FLOOR_REL, SIGMA_FLOOR_ABS, *self._kernel_arrays)
+        if n_fed == 0:
+            return empty_findings()
+        fed_b = b[fed[:n_fed]]
+        # The kernel stored each reading's statistic as its binding's latest (bindings are distinct).
+        found = self._machine.update(fed_b, t[fed[:n_fed]], self._stat[fed_b])
         if len(found):
             self._level[found.binding] = found.level_after
-        # Normal readings are learned: level 0 before, and a statistic below the lowest level
-        # (which implies level 0 after: raising any level needs at least the lowest).
-        self._learn(b, x, (before == 0) & (stat < lowest))
-        cleared = found.binding[(found.level_before > 0) & (found.level_after == 0)]
-        if cleared.size:
-            # The alarm is over: restart the chart.
-            self._upper[cleared] = 0.0
-            self._lower[cleared] = 0.0
-            self._ewma[cleared] = self._mean[cleared]
-        self._stat[b] = stat
-        self._value[b] = x
-        self._last_ts[b] = t
+            cleared = found.binding[(found.level_before > 0) & (found.level_after == 0)]
+            if cleared.size:
+                # The alarm is over: restart the chart.
+                self._upper[cleared] = 0.0
+                self._lower[cleared] = 0.0
+                self._ewma[cleared] = self._mean[cleared]
         return found
 
-    def _warm_up(self, b: np.ndarray, x: np.ndarray) -> None:
-        """Welford's online mean and M2; the variance once the warm-up is complete."""
-        n = self._count[b] + 1
-        mean = self._mean[b]
-        delta = x - mean
-        mean = mean + delta / n
-        m2 = self._var[b] + delta * (x - mean)
-        done = n == self._warmup[b]
-        # Sample variance of the warm-up readings; the EWMA starts at the baseline mean.
-        # (n - 1 is 0 only for n == 1, which is never `done`: warmup >= 2.)
-        self._var[b] = np.where(done, m2 / np.maximum(n - 1, 1), m2)
-        self._ewma[b] = np.where(done, mean, self._ewma[b])
-        self._mean[b] = mean
-        self._count[b] = n
-
-    def _sigma(self, b: np.ndarray) -> np.ndarray:
-        """(m,) float64 - baseline sigma with its floor (see SIGMA_FLOOR_REL)."""
-        floor = np.maximum(SIGMA_FLOOR_REL * np.abs(self._mean[b]), SIGMA_FLOOR_ABS)
-        return np.maximum(np.sqrt(self._var[b]), floor)
-
-    def _statistic(self, b: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """(m,) float64 - chart statistic of readings past warm-up; updates the chart state."""
-        mean = self._mean[b]
-        sigma = self._sigma(b)
-        is_cusum = self._is_cusum[b]
-        if is_cusum.all():
-            return self._cusum(b, (x - mean) / sigma)
-        if not is_cusum.any():
-            return self._ewma_chart(b, x, mean, sigma)
-        stat = np.empty(b.size)
-        c, e = np.flatnonzero(is_cusum), np.flatnonzero(~is_cusum)
-        stat[c] = self._cusum(b[c], (x[c] - mean[c]) / sigma[c])
-        stat[e] = self._ewma_chart(b[e], x[e], mean[e], sigma[e])
-        return stat
-
-    def _cusum(self, b: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Page's tabular CUSUM step on standardised readings `z`; the directional statistic."""
-        k, cap = self._k[b], self._cap[b]
-        upper = np.minimum(np.maximum(0.0, self._upper[b] + z - k), cap)
-        lower = np.minimum(np.maximum(0.0, self._lower[b] - z - k), cap)
-        self._upper[b] = upper
-        self._lower[b] = lower
-        return _directional(upper, lower, self._direction[b])
-
-    def _ewma_chart(self, b: np.ndarray, x: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        """EWMA step; its distance from the mean in multiples of its own sigma."""
-        lam = self._lam[b]
-        e = lam * x + (1.0 - lam) * self._ewma[b]
-        self._ewma[b] = e
-        d = (e - mean) / (sigma * self._ewma_scale[b])
-        return _directional(np.maximum(d, 0.0), np.maximum(-d, 0.0), self._direction[b])
-
-    def _learn(self, b: np.ndarray, x: np.ndarray, normal: np.ndarray) -> None:
-        """The baseline follows the `normal` readings: exponentially weighted mean and variance."""
-        learn = self._learn_weight[b]
-        mean, var = self._mean[b], self._var[b]
-        diff = x - mean
-        incr = learn * diff
-        # np.where over the whole round: cheaper than gathering the normal subset, which is
-        # nearly all of it.
-        self._mean[b] = np.where(normal, mean + incr, mean)
-        self._var[b] = np.where(normal, (1.0 - learn) * (var + diff * incr), var)
+    def _sigma(self, binding: int) -> float:
+        """Baseline sigma with its floor (see SIGMA_FLOOR_REL), as the kernel computes it."""
+        mean = float(self._mean[binding])
+        return max(math.sqrt(self._var[binding]), max(SIGMA_FLOOR_REL * abs(mean), SIGMA_FLOOR_ABS))
 
     # -- Detector protocol -------------------------------------------------------------------------
 
@@ -310,7 +246,7 @@ class ChangeDetector:
 
     def restore_baseline(self, binding: int, mean: float, sigma: float) -> None:
         """End a binding's warm-up with a known baseline (e.g. `details()["baseline"]` saved earlier)."""
-        self._count[binding] = self._warmup[binding]
+        self._count[binding] = self._warmup[self._rule[binding]]
         self._mean[binding] = mean
         self._var[binding] = sigma * sigma
         self._upper[binding] = self._lower[binding] = 0.0
@@ -318,9 +254,9 @@ class ChangeDetector:
 
     def baseline(self, binding: int) -> tuple[float, float] | None:
         """(mean, sigma) the next reading is compared with, channel unit; None during warm-up."""
-        if self._count[binding] < self._warmup[binding]:
+        if self._count[binding] < self._warmup[self._rule[binding]]:
             return None
-        return float(self._mean[binding]), float(self._sigma(np.array([binding]))[0])
+        return float(self._mean[binding]), self._sigma(binding)
 
     def details(self, binding: int) -> dict:
         """``{"kind": "change", "method", "statistic", "baseline": {"mean", "sigma"}, "reading"}``.
@@ -358,17 +294,12 @@ class ChangeDetector:
 
     def _side(self, binding: int) -> str:
         """"above" or "below": which way the baseline shifted."""
-        direction = self._direction[binding]
+        direction = self._direction[self._rule[binding]]
         if direction != _BOTH:
             return "above" if direction == _UP else "below"
-        if self._is_cusum[binding]:
+        if self._is_cusum[self._rule[binding]]:
             return "above" if self._upper[binding] >= self._lower[binding] else "below"
         return "above" if self._ewma[binding] >= self._mean[binding] else "below"
-
-
-def _directional(up: np.ndarray, down: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """The statistic a rule watches: `up`, `down` or the larger of the two ("both")."""
-    return np.where(direction == _UP, up, np.where(direction == _DOWN, down, np.maximum(up, down)))
 
 
 def _ordered(levels: dict[str, float]) -> list[float]:

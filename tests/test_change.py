@@ -6,9 +6,11 @@ import math
 import textwrap
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detectors import _change_kernel
 from detectors.batching import rounds
 from detectors.batching import rounds as schedule
 from detectors.change import ChangeDetector
@@ -251,6 +253,48 @@ def test_restore_baseline_skips_the_warm_up() -> None:
     det.restore_baseline(0, 100.0, 2.0)
     found = det.update(series([112.0]))
     assert rows(found)[0][3] == 2 and found.value[0] == 5.5  # z = 6, minus k
+
+
+# -- kernel input checks --------------------------------------------------------------------------
+
+
+def kernel_round(det: ChangeDetector, binding: np.ndarray, ts: np.ndarray | None = None,
+                 value: np.ndarray | None = None, replace: dict[str, np.ndarray] | None = None) -> int:
+    """Call the kernel on one round of `det`'s bindings, with some of its arrays (by attribute) replaced."""
+    ts = np.full(binding.size, T0, np.int64) if ts is None else ts
+    value = np.full(binding.size, 1.0) if value is None else value
+    arrays = list(det._kernel_arrays)
+    for name, array in (replace or {}).items():
+        arrays[[a is getattr(det, name) for a in arrays].index(True)] = array
+    return _change_kernel.evaluate(binding, ts, value, np.empty(binding.size, np.intp), 1e-3, 1e-9, *arrays)
+
+
+def test_kernel_refuses_wrong_arrays_and_binding_numbers_with_state_untouched() -> None:
+    det = ChangeDetector.from_rules(make_catalogue(2), [change_rule(warmup=2)])
+    pair = np.array([0, 1], np.intp)
+    assert kernel_round(det, pair) == 0  # well-formed: evaluated (warm-up, nothing to feed)
+    assert det._count.tolist() == [1, 1]
+    before = [a.copy() for a in det._kernel_arrays]
+    read_only = det._mean.copy()
+    read_only.flags.writeable = False
+    wrong = [
+        ({"binding": np.array([0, 1], np.int32)}, "binding: expected a 1-d array of 8-byte integer"),
+        ({"value": np.array([1, 2], np.int64)}, "value: expected a 1-d array of 8-byte float"),
+        ({"ts": np.full(3, T0, np.int64)}, "ts: expected 2 elements, got 3"),
+        ({"value": np.ones(4)[::2]}, "value: not a contiguous array"),
+        ({"replace": {"_count": np.zeros(3, np.int32)}}, "count: expected 2 elements, got 3"),
+        ({"replace": {"_mean": np.zeros(2, np.float32)}}, "mean: expected a 1-d array of 8-byte float"),
+        ({"replace": {"_mean": np.zeros((2, 2))}}, "mean: expected a 1-d array"),
+        ({"replace": {"_mean": read_only}}, "mean: not a contiguous writable array"),
+        ({"replace": {"_k": np.zeros(2)}}, "k: expected 1 elements, got 2"),
+        ({"binding": np.array([0, 2], np.intp)}, r"binding\[1\] = 2: not a binding"),
+        ({"binding": np.array([-1], np.intp)}, r"binding\[0\] = -1: not a binding"),
+        ({"replace": {"_rule": np.array([0, 1], np.int32)}}, r"binding\[1\] = 1: not a binding of a rule"),
+    ]
+    for case, message in wrong:
+        with pytest.raises(ValueError, match=message):
+            kernel_round(det, case.get("binding", pair), case.get("ts"), case.get("value"), case.get("replace"))
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(det._kernel_arrays, before, strict=True))
 
 
 # -- vectorised == reference ---------------------------------------------------------------------
