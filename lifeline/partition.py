@@ -10,15 +10,25 @@ and flow meters of a water main, the gauges of a bridge span, the sensors of a t
 report through different gateways, so gateways whose sensors share a TOPOLOGY_FIELDS value (in
 the same domain) are placed together, as one unit, and a detector always sees the whole
 structure.
+
+A worker is sent the configuration as it sees it (`config_for`), not the whole one: unpickled,
+a described sensor costs over a kilobyte, and every worker holding all of them was most of its
+memory. Its own gateways' sensors keep their full description; every other sensor becomes a
+stand-in that keeps only what the worker needs of it - its id and gateway, so that a reading
+for it is still refused as "belongs to another gateway" rather than "not in the catalogue",
+and its metric names, so that the worker's channel numbers are those of the whole catalogue
+(the shared last-values block and the archive speak those numbers). Repeated values (gateway
+ids, domains, metric names, units, locations) are shared, which pickling preserves.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 from lifeline.catalogue import Catalogue
-from lifeline.config import Rule
+from lifeline.config import Config, Location, Rule, Sensor
 
 #: Catalogue fields that name a structure several sensors belong to (CONTRACT §2 `asset`; the
 #: `main` and `structure` columns of a catalogue file).
@@ -75,3 +85,46 @@ def rules_for(rules: Sequence[Rule], gateways: Sequence[str]) -> list[Rule]:
         allowed = tuple(sorted(own if accepted is None else own.intersection(accepted)))
         restricted.append(dataclasses.replace(rule, match={**rule.match, "gateway": allowed}))
     return restricted
+
+
+def config_for(config: Config, gateways: Sequence[str]) -> Config:
+    """The configuration one worker is sent: its gateways' sensors in full, the others as
+    stand-ins in the same places (same sensor and channel numbers), its rules restricted."""
+    own = set(gateways)
+    shared = _Shared()
+    sensors = tuple(shared.sensor(s) if s.gateway in own else shared.stand_in(s) for s in config.sensors)
+    return dataclasses.replace(config, sensors=sensors, rules=tuple(rules_for(config.rules, gateways)))
+
+
+#: Where a stand-in is: nowhere a worker looks, it is never bound to a rule.
+_NOWHERE = Location(0.0, 0.0)
+_T = TypeVar("_T", bound=Hashable)
+
+
+class _Shared:
+    """One object per distinct value, so that equal strings, locations and mappings of many
+    sensors are stored (and pickled) once. The mappings are never changed once loaded."""
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, Hashable] = {}
+        self._mappings: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+
+    def __call__(self, value: _T) -> _T:
+        return self._values.setdefault(value, value)  # type: ignore[return-value]
+
+    def mapping(self, mapping: dict[str, str]) -> dict[str, str]:
+        key = tuple(mapping.items())
+        found = self._mappings.get(key)
+        if found is None:
+            found = self._mappings[key] = {self(k): self(v) for k, v in key}
+        return found
+
+    def sensor(self, s: Sensor) -> Sensor:
+        return Sensor(id=s.id, gateway=self(s.gateway), domain=self(s.domain), type=self(s.type),
+                      asset=s.id if s.asset == s.id else self(s.asset),
+                      location=self(s.location), metrics=self.mapping(s.metrics), interval=self(s.interval),
+                      extra=self.mapping(s.extra))
+
+    def stand_in(self, s: Sensor) -> Sensor:
+        return Sensor(id=s.id, gateway=self(s.gateway), domain="", type="", asset="", location=_NOWHERE,
+                      metrics=self.mapping(s.metrics), interval=self(s.interval), extra=self.mapping({}))

@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 from lifeline.catalogue import Catalogue
 from lifeline.config import load_config
 from lifeline.ingestion import AUTO_WORKERS_MIN_CHANNELS, choose_workers
-from lifeline.partition import assign_gateways, rules_for
+from lifeline.partition import assign_gateways, config_for, rules_for
 from tests.conftest import DATA
 from tests.service import Gateway, RunningService, now_ms, wait_for
 
@@ -56,6 +56,41 @@ def test_a_worker_binds_rules_only_to_sensors_of_its_gateways():
     detectors = build_detectors(catalogue, rules_for(CITY.rules, ("gw-water-01",)))
     sensors = {b.channel.sensor.id for d in detectors.all() for b in d.bindings}
     assert sensors == {"PIPE-0001"}
+
+
+def test_a_worker_is_sent_its_gateways_sensors_in_full_and_keeps_the_whole_catalogues_numbers():
+    from detectors.registry import build_detectors
+    from ingest.decode import TelemetryDecoder
+
+    whole = Catalogue(CITY)
+    part = config_for(CITY, ("gw-water-01",))
+    catalogue = Catalogue(part)
+    # Same sensor and channel numbers as the main process: last values and archive use them.
+    assert len(catalogue) == len(whole)
+    assert catalogue.sensor_index == whole.sensor_index and catalogue.channels_of == whole.channels_of
+    assert catalogue.sensor("PIPE-0001") == whole.sensor("PIPE-0001")
+    other = catalogue.sensor("GAS-0001")
+    assert (other.gateway, list(other.metrics), other.type, other.asset, other.domain) == \
+        ("gw-gas-01", ["ch4", "temp"], "", "", "")
+    detectors = build_detectors(catalogue, part.rules)
+    bound = {(b.channel.sensor.id, b.channel.index) for d in detectors.all() for b in d.bindings}
+    assert bound == {("PIPE-0001", whole.channels_of["PIPE-0001"]["pressure"])}
+    # Another worker's sensor on this worker's gateway is still "another gateway's", not unknown.
+    decoded = TelemetryDecoder(catalogue, 30).decode("gw-water-01", b'{"GAS-0001": {"values": {"ch4": 1.0}}}', now_ms())
+    assert [r.reason for r in decoded.rejections] == ["not_owner"]
+
+
+def test_a_worker_is_sent_far_less_than_the_whole_configuration(tmp_path):
+    import pickle
+
+    from lifeline.bench_traffic import write_catalogue
+
+    config = load_config(write_catalogue(tmp_path, 2_000, 4, 10))
+    groups = assign_gateways(Catalogue(config), 2)
+    sent = [len(pickle.dumps(config_for(config, group))) for group in groups]
+    assert max(sent) < len(pickle.dumps(config)) / 2
+    shared = config_for(config, groups[0]).sensors
+    assert shared[0].metrics is shared[1].metrics and shared[0].gateway is shared[4].gateway  # stored once
 
 
 def test_auto_worker_count_follows_the_catalogue_size():
