@@ -33,7 +33,9 @@ log = logging.getLogger("lifeline.mqtt")
 READ_BYTES = 1 << 20
 #: Payload bytes queued for the pipeline beyond which the subscriber stops reading: the broker's
 #: persistent queue holds the rest (TCP back-pressure), rather than this process's memory.
-MAX_QUEUED_BYTES = 64 << 20
+#: 16 MiB is 16 of the pipeline's batches (cut at 1 MiB), over a second of a worker's traffic at
+#: full load: the pipeline never waits for the network, and a flood costs a worker at most this.
+MAX_QUEUED_BYTES = 16 << 20
 KEEPALIVE_S = 30
 _TOPIC_CACHE = 10_000  # distinct topic names kept decoded; spoofed topics must not grow it forever
 

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from scipy.signal import welch
 
 from detectors.batching import BindingIndex, rounds
 from detectors.level_machine import LevelMachine
@@ -49,6 +48,10 @@ def mode_frequency(blocks: np.ndarray, rate_hz: float, segment: int, band_hz: tu
     Returns (b,) float64 Hz; NaN where the band holds no spectral line (band above Nyquist).
     """
     nperseg = min(segment, blocks.shape[1])
+    # Imported here: scipy.signal is 76 MiB resident, paid by every process that imports the
+    # detector registry (each ingestion worker) although most cities have no modal rule.
+    from scipy.signal import welch
+
     f, psd = welch(blocks, fs=rate_hz, nperseg=nperseg, nfft=PAD * nperseg, axis=-1, detrend="constant")
     band = (f >= band_hz[0]) & (f <= band_hz[1])
     if not band.any():
