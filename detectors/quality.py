@@ -32,16 +32,23 @@ readings in a row. The 0/1 faulty flag drives a LevelMachine with
 
 Ordering is that of every detector (`detectors.batching.rounds`): a binding's readings in
 (ts, batch row) order, readings older than the newest evaluated one skipped.
+
+Evaluation: a round's readings (distinct bindings) go to one call of the C kernel
+`detectors._quality_kernel` (``quality_kernel.c``), a loop over the readings that reads like
+the reference and updates the state arrays in place; array code would need dozens of passes
+per round. It does the reference's double-precision operations in the same order (built
+without fused multiply-add) and keeps each spike window in the order a stable sort gives
+(`SpikeWindows`), so the two agree bit for bit.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from detectors import _quality_kernel
 from detectors.batching import BindingIndex, each_round
 from detectors.formatting import format_number, with_unit
 from detectors.level_machine import LevelMachine, flag_threshold
@@ -61,115 +68,24 @@ _NO_TS = np.iinfo(np.int64).min
 
 @dataclass
 class SpikeWindows:
-    """Ring buffers of the previous readings of every binding with one spike window length.
+    """The previous readings of every binding with a spike check, each window kept sorted.
 
-    window : int - readings per buffer
-    values : (window, bindings in group) float64 - readings, channel unit, in ring order down
-        each column (column-major, so that the sorting network runs on contiguous rows)
-    seen : (bindings in group,) int64 - readings written so far (next slot = seen % window)
+    Binding i's window is the `_spike_window[i]` elements from `_spike_start[i]` of `values`
+    and `slots`; ring slots say which reading is oldest without keeping time order, and the
+    sorted order lets each reading be checked with one shift instead of a sort.
+
+    values : (sum of the spike windows,) float64 - the `held` readings, channel unit, ascending
+        (equal ones oldest first, as a stable sort of the window in time order puts them)
+    slots : (sum of the spike windows,) int32 - ring slot each reading was written to
+    held : (bindings,) int32 - readings in the window, up to its length
+    next : (bindings,) int32 - ring slot of the next reading; when the window is full, the
+        reading in that slot (the oldest) leaves
     """
 
-    window: int
     values: np.ndarray
-    seen: np.ndarray
-
-
-def merge_exchange_network(n: int) -> list[tuple[int, int]]:
-    """Comparators (i, j), i < j, of Batcher's merge-exchange sorting network for n inputs
-    (Knuth, TAOCP vol. 3, 5.2.2, Algorithm M): applied in order, each putting the smaller of
-    positions i and j first, they sort any n values. 26 comparators for n = 9."""
-    pairs: list[tuple[int, int]] = []
-    if n < 2:
-        return pairs
-    top = 1 << ((n - 1).bit_length() - 1)
-    p = top
-    while p > 0:
-        q, r, d = top, 0, p
-        while True:
-            pairs += [(i, i + d) for i in range(n - d) if i & p == r]
-            if q == p:
-                break
-            d, q, r = q - p, q >> 1, p
-        p >>= 1
-    return pairs
-
-
-#: Windows up to this length are sorted by a network (about n log^2 n / 4 elementwise min/max
-#: over all the round's windows at once: for 9 readings twice as fast as np.sort of each short
-#: row, and the sorted rows give the MAD without a second sort); longer ones by np.sort.
-NETWORK_MAX = 32
-#: Windows per block: the network makes many passes over its rows, which should stay in the
-#: core's own cache (4,096 windows of 9 readings are 0.3 MB: measured 1.7 times faster than
-#: blocks of 16,384, 1.2 MB, on this machine; a block of the whole round is slower still).
-BLOCK = 4_096
-
-
-def window_median_and_mad(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(m,) median and (m,) median absolute deviation of each column of a (w, m) array of
-    finite values: a window of w readings per column. Computed a block of columns at a time."""
-    med, mad = np.empty(windows.shape[1]), np.empty(windows.shape[1])
-    for start in range(0, windows.shape[1], BLOCK):
-        block = slice(start, start + BLOCK)
-        med[block], mad[block] = median_and_mad(sorted_rows(list(windows[:, block])))
-    return med, mad
-
-
-def sorted_rows(rows: list[np.ndarray]) -> list[np.ndarray]:
-    """w arrays of shape (m,) sorted elementwise: out[0] <= out[1] <= ... at every position."""
-    if len(rows) > NETWORK_MAX:
-        return list(np.sort(np.array(rows), axis=0))
-    rows = list(rows)
-    for i, j in _network(len(rows)):
-        rows[i], rows[j] = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
-    return rows
-
-
-@functools.cache
-def _network(n: int) -> tuple[tuple[int, int], ...]:
-    return tuple(merge_exchange_network(n))
-
-
-def median_and_mad(ordered: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(median, median absolute deviation) elementwise of w sorted (m,) arrays (`sorted_rows`).
-
-    The deviations |v - med| of the values below the median, read from the median outwards,
-    ascend, and so do those above it: the MAD is an order statistic of two sorted lists,
-    found without sorting the deviations (the k-th smallest of lists L and R is the least,
-    over the ways to take i from L and k - i from R, of the larger of L[i - 1], R[k - i - 1]).
-    ``med - v`` is exactly ``|v - med|`` for v <= med in IEEE arithmetic, so both agree bit
-    for bit with the plain definition (`quality_reference.median`).
-    """
-    w = len(ordered)
-    h = w // 2
-    if w % 2:
-        med = ordered[h]
-        below = [med - ordered[h - i] for i in range(h + 1)]  # the median itself first: 0
-        above = [ordered[h + 1 + j] - med for j in range(h)]
-        return med, _kth_of_two(below, above, h + 1)
-    med = (ordered[h - 1] + ordered[h]) / 2
-    below = [med - ordered[h - 1 - i] for i in range(h)]
-    above = [ordered[h + j] - med for j in range(h)]
-    return med, (_kth_of_two(below, above, h) + _kth_of_two(below, above, h + 1)) / 2
-
-
-def _kth_of_two(low: list[np.ndarray], high: list[np.ndarray], k: int) -> np.ndarray:
-    """Elementwise k-th smallest (1-based) of the union of two ascending lists of (m,) arrays."""
-    best = None
-    for i in range(max(0, k - len(high)), min(k, len(low)) + 1):
-        # The largest of the i smallest of `low` and the k - i smallest of `high`.
-        if i == 0:
-            last = high[k - 1]
-        elif i == k:
-            last = low[k - 1]
-        else:
-            last = np.maximum(low[i - 1], high[k - i - 1])
-        best = last if best is None else np.minimum(best, last)
-    return best
-
-
-def row_median(a: np.ndarray) -> np.ndarray:
-    """(m,) float64 - median of each row of a (m, w) array; mean of the middle two for even w."""
-    return window_median_and_mad(np.ascontiguousarray(a.T))[0]
+    slots: np.ndarray
+    held: np.ndarray
+    next: np.ndarray
 
 
 class QualityDetector:
@@ -210,19 +126,13 @@ class QualityDetector:
         self._max_rate = np.array([np.inf if s.max_rate_per_s is None else s.max_rate_per_s for s in specs])
         self._clear_after = np.array([s.clear_after for s in specs], np.int32)
         self._suppress = np.array([s.on_fault == "suppress" for s in specs], bool)
-        # Spike windows are grouped by length so each group's buffer is a rectangular array.
-        lengths = sorted({s.spike_window for s in specs if s.spike_window is not None})
-        #: int8 - spike window group of each binding, -1 = no spike check
-        self._group = np.full(n, -1, np.int8)
-        #: int32 - row of each binding in its group's buffer
-        self._slot = np.zeros(n, np.int32)
-        self._windows: list[SpikeWindows] = []
-        for g, length in enumerate(lengths):
-            members = np.array([i for i, s in enumerate(specs) if s.spike_window == length], np.int64)
-            self._group[members] = g
-            self._slot[members] = np.arange(members.size)
-            self._windows.append(SpikeWindows(length, np.zeros((length, members.size)),
-                                              np.zeros(members.size, np.int64)))
+        #: int32 - readings in the spike window, 0 = no spike check
+        self._spike_window = np.array([s.spike_window or 0 for s in specs], np.int32)
+        #: int64 - first element of each binding's spike window in `_windows`
+        self._spike_start = np.cumsum(self._spike_window, dtype=np.int64) - self._spike_window
+        size = int(self._spike_window.sum())
+        self._windows = SpikeWindows(np.zeros(size), np.zeros(size, np.int32), np.zeros(n, np.int32),
+                                     np.zeros(n, np.int32))
 
         # -- state, (bindings,) each ----------------------------------------------------------------
         #: int64 - newest ts evaluated, epoch ms (also the previous reading's ts for the rate)
@@ -254,6 +164,14 @@ class QualityDetector:
 
         self._machine = LevelMachine([(b.rule, b.channel) for b in self.bindings],
                                      [flag_threshold(s.level) for s in specs])
+        #: The kernel's arguments after (binding, ts, value, moved), in `quality_kernel.c`'s
+        #: order: the parameters, then the state it updates in place (never reassigned); the
+        #: spike windows follow them in each call.
+        self._kernel_arrays = (
+            self._range_min, self._range_max, self._stuck_n, self._stuck_ms, self._stuck_tol,
+            self._spike_threshold, self._max_rate, self._clear_after, self._spike_window, self._spike_start,
+            self._last_ts, self._prev, self._run_min, self._run_max, self._run_count, self._run_start,
+            self._faulty, self._good, self._fault, self._fault_value, self._fault_aux, self._fault_ref)
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> QualityDetector:
@@ -267,17 +185,19 @@ class QualityDetector:
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
         streams, stamps, flags = [], [], []
+        spikes = self._windows
         for b, t, v in each_round(self._index, batch.channel, batch.ts, batch.value, self._last_ts):
-            before = self._faulty[b]
-            after = self._round(b, t, v)
             # Only flag changes go to the level machine: with one level, clear 1.0 and no hold
             # its level is the flag itself, so the readings in between change nothing (same
             # findings and `since` as feeding every reading, which the reference does).
-            moved = np.flatnonzero(before != after)
+            moved = np.empty(b.size, np.intp)
+            moved = moved[:_quality_kernel.evaluate(b, t, v, moved, *self._kernel_arrays, spikes.held, spikes.next,
+                                                    spikes.values, spikes.slots)]
             if moved.size:
-                streams.append(b[moved])
+                stream = b[moved]
+                streams.append(stream)
                 stamps.append(t[moved])
-                flags.append(after[moved].astype(np.float64))
+                flags.append(self._faulty[stream].astype(np.float64))
         if not streams:
             return empty_findings()
         stream, flag = np.concatenate(streams), np.concatenate(flags)
@@ -286,92 +206,6 @@ class QualityDetector:
         np.add.at(self._faulty_bindings, channel, np.where(flag > 0, 1, -1).astype(np.int32))
         self._faulty_channel[channel] = self._faulty_bindings[channel] > 0
         return self._machine.update(stream, np.concatenate(stamps), flag)
-
-    def _round(self, b: np.ndarray, t: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Check one reading for each of a set of distinct bindings; (m,) bool faulty after it.
-
-        b : (m,) intp distinct bindings; t : (m,) int64 epoch ms; x : (m,) float64 readings
-        """
-        prev = self._prev[b]
-        has_prev = ~np.isnan(prev)
-        prev_ts = np.where(has_prev, self._last_ts[b], t)  # no int64 overflow without a previous
-
-        # stuck: extend the current run or start a new one at x
-        lo = np.minimum(self._run_min[b], x)
-        hi = np.maximum(self._run_max[b], x)
-        extends = has_prev & (hi - lo <= self._stuck_tol[b])
-        count = np.where(extends, self._run_count[b] + 1, 1).astype(np.int32)
-        start = np.where(extends, self._run_start[b], t)
-        self._run_min[b] = np.where(extends, lo, x)
-        self._run_max[b] = np.where(extends, hi, x)
-        self._run_count[b] = count
-        self._run_start[b] = start
-        stuck_n = self._stuck_n[b]
-        stuck = (stuck_n > 0) & (count >= stuck_n) & (t - start >= self._stuck_ms[b])
-
-        # rate of change against the previous reading
-        dt = t - prev_ts
-        timed = has_prev & (dt > 0)
-        with np.errstate(invalid="ignore"):
-            rate = np.abs(x - prev) * 1000.0 / np.where(timed, dt, 1)
-        fast = timed & (rate > self._max_rate[b])
-
-        # spikes against the previous window (then x joins the window)
-        spike, z, median = self._spikes(b, x)
-
-        # physical range
-        below = x < self._range_min[b]
-        out = below | (x > self._range_max[b])
-
-        fault = np.where(out, _RANGE, np.where(spike, _SPIKE, np.where(fast, _RATE, np.where(stuck, _STUCK, 0))))
-        bad = fault > 0
-        if bad.any():
-            i = np.flatnonzero(bad)
-            fb, f = b[i], fault[i]
-            self._fault[fb] = f
-            self._fault_value[fb] = x[i]
-            self._fault_aux[fb] = np.select([f == _SPIKE, f == _RATE, f == _STUCK], [z[i], rate[i], count[i]], 0.0)
-            bound = np.where(below[i], self._range_min[fb], self._range_max[fb])
-            self._fault_ref[fb] = np.select([f == _RANGE, f == _SPIKE, f == _RATE],
-                                            [bound, median[i], prev[i]], (t[i] - start[i]) / 1000.0)
-
-        faulty_before = self._faulty[b]
-        good = np.where(bad, 0, np.where(faulty_before, self._good[b] + 1, 0)).astype(np.int32)
-        faulty = bad | (faulty_before & (good < self._clear_after[b]))
-        self._good[b] = good
-        self._faulty[b] = faulty
-        self._prev[b] = x
-        self._last_ts[b] = t
-        return faulty
-
-    def _spikes(self, b: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hampel test of each reading against its binding's window, then append it.
-
-        Returns (spike : (m,) bool, z : (m,) robust z, NaN where not tested,
-        median : (m,) window median, NaN where not tested).
-        """
-        spike = np.zeros(b.size, bool)
-        z = np.full(b.size, np.nan)
-        median = np.full(b.size, np.nan)
-        group = self._group[b]
-        for g, windows in enumerate(self._windows):
-            sel = np.flatnonzero(group == g)
-            if sel.size == 0:
-                continue
-            slot = self._slot[b[sel]]
-            seen = windows.seen[slot]
-            full = np.flatnonzero(seen >= windows.window)
-            if full.size:
-                med, mad = window_median_and_mad(windows.values[:, slot[full]])
-                rows = sel[full]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    score = np.abs(x[rows] - med) / (MAD_SCALE * mad)
-                spike[rows] = (mad > 0) & (score > self._spike_threshold[b[rows]])
-                z[rows] = score
-                median[rows] = med
-            windows.values[seen % windows.window, slot] = x[sel]
-            windows.seen[slot] = seen + 1
-        return spike, z, median
 
     # -- fault state for the pipeline ------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import textwrap
 
 import numpy as np
@@ -10,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detectors.quality import QualityDetector, merge_exchange_network, row_median, window_median_and_mad
+from detectors import _quality_kernel
+from detectors.quality import MAD_SCALE, QualityDetector
 from detectors.quality_reference import ReferenceQualityDetector, median
 from detectors.threshold import ThresholdFindings
 from ingest.batch import Batch
@@ -198,34 +198,75 @@ def test_restore_makes_the_binding_faulty_until_clear_after_good_readings() -> N
     assert rows(found) == [(0, T0 + STEP, 3, 0, 0.0, 0.5, T0 - 60_000)]
 
 
-def test_row_median_matches_reference_median() -> None:
-    a = np.array([[3.0, 1.0, 2.0, 10.0], [1.0, 1.0, 5.0, 7.0]])
-    assert row_median(a).tolist() == [median([3.0, 1.0, 2.0, 10.0]), median([1.0, 1.0, 5.0, 7.0])] == [2.5, 3.0]
-    assert row_median(a[:, :3]).tolist() == [2.0, 1.0]
+# -- the kernel: spike statistics, refusing bad arrays ------------------------------------------------
 
 
-@pytest.mark.parametrize("n", range(1, 14))
-def test_merge_exchange_network_sorts_every_input(n: int) -> None:
-    # The 0-1 principle (Knuth 5.3.4): a comparator network that sorts every sequence of 0s
-    # and 1s sorts every sequence.
-    network = merge_exchange_network(n)
-    for bits in itertools.product((0, 1), repeat=n):
-        values = list(bits)
-        for i, j in network:
-            values[i], values[j] = min(values[i], values[j]), max(values[i], values[j])
-        assert values == sorted(bits)
+READING = st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, 1e-9, 7.25]) | st.floats(-1e6, 1e6)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(3, 40).flatmap(lambda w: st.lists(
-    st.lists(st.sampled_from([0.0, 1.0, 2.5, -3.0, 1e-9, 7.25]) | st.floats(-1e6, 1e6), min_size=w, max_size=w),
-    min_size=1, max_size=6)))
-def test_window_median_and_mad_equal_the_plain_definition(windows: list[list[float]]) -> None:
-    med, mad = window_median_and_mad(np.array(windows).T)
-    for k, window in enumerate(windows):
-        centre = median(window)
-        assert med[k] == centre
-        assert mad[k] == median([abs(v - centre) for v in window])
+@given(st.integers(1, 80).flatmap(lambda w: st.lists(READING, min_size=w, max_size=w)), st.lists(READING, max_size=30))
+def test_spike_median_and_mad_equal_the_plain_definition(window: list[float], earlier: list[float]) -> None:
+    # A threshold of 0 makes every reading far from the median a spike, whose details are the
+    # window median and the robust z. The earlier readings have left the window by then.
+    det = single(quality_rule(spike_window=len(window), spike_threshold=0.0))
+    det.update(series(earlier + window + [1e9]))
+    centre = median(window)
+    mad = median([abs(v - centre) for v in window])
+    if mad > 0:
+        assert det.details(0)["fault"] == "spike"
+        assert det._fault_ref[0] == centre and np.signbit(det._fault_ref[0]) == np.signbit(centre)
+        assert det._fault_aux[0] == abs(1e9 - centre) / (MAD_SCALE * mad)
+    else:
+        assert det._fault_value[0] != 1e9  # not a spike: the latest fault, if any, is an earlier reading
+
+
+def kernel_call(det: QualityDetector, binding: np.ndarray, ts: np.ndarray | None = None,
+                value: np.ndarray | None = None, arrays: tuple | None = None) -> int:
+    ts = np.full(binding.size, T0, np.int64) if ts is None else ts
+    value = np.ones(binding.size) if value is None else value
+    moved = np.empty(binding.size, np.intp)
+    return _quality_kernel.evaluate(binding, ts, value, moved, *(arrays or kernel_arrays(det)))
+
+
+def kernel_arrays(det: QualityDetector) -> tuple[np.ndarray, ...]:
+    spikes = det._windows
+    return (*det._kernel_arrays, spikes.held, spikes.next, spikes.values, spikes.slots)
+
+
+def test_kernel_refuses_wrong_dtype_length_and_bindings_and_changes_nothing() -> None:
+    det = QualityDetector.from_rules(make_catalogue(3), [quality_rule(range_max=10.0, spike_window=4)])
+    one = np.array([1], np.intp)
+    assert kernel_call(det, one, value=np.array([50.0])) == 1  # well-formed: binding 1 becomes faulty
+    assert det._faulty.tolist() == [False, True, False]
+    before = [a.copy() for a in kernel_arrays(det)]
+    arrays = list(kernel_arrays(det))
+    with pytest.raises(ValueError, match="value"):
+        kernel_call(det, one, value=np.array([50.0], np.float32))
+    with pytest.raises(ValueError, match="ts: expected 1 elements, got 2"):
+        kernel_call(det, one, ts=np.full(2, T0, np.int64))
+    with pytest.raises(ValueError, match="prev"):
+        kernel_call(det, one, arrays=tuple(arrays[:11] + [arrays[11][:2]] + arrays[12:]))
+    with pytest.raises(ValueError, match="faulty"):
+        kernel_call(det, one, arrays=tuple(arrays[:16] + [arrays[16].astype(np.int8)] + arrays[17:]))
+    read_only = arrays[10].copy()
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="last_ts"):
+        kernel_call(det, one, arrays=tuple(arrays[:10] + [read_only] + arrays[11:]))
+    with pytest.raises(ValueError, match="binding 3"):
+        kernel_call(det, np.array([0, 3], np.intp))
+    with pytest.raises(ValueError, match="binding -1"):
+        kernel_call(det, np.array([-1], np.intp))
+    with pytest.raises(ValueError, match="spike window"):  # a window that would end past the buffer
+        kernel_call(det, np.array([0, 2], np.intp), arrays=tuple(arrays[:8] + [np.array([4, 4, 5], np.int32)]
+                                                                 + arrays[9:]))
+    wrapped = arrays[23].copy()
+    wrapped[0] = 4  # the next ring slot of binding 0, past its 4-reading window
+    with pytest.raises(ValueError, match="binding 0: spike window"):
+        kernel_call(det, np.array([0], np.intp), arrays=tuple(arrays[:23] + [wrapped] + arrays[24:]))
+    with pytest.raises(ValueError, match="moved"):
+        _quality_kernel.evaluate(one, np.full(1, T0), np.ones(1), np.empty(0, np.intp), *kernel_arrays(det))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(kernel_arrays(det), before, strict=True))
 
 
 # -- vectorised == reference ---------------------------------------------------------------------
