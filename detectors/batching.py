@@ -1,5 +1,13 @@
 """Putting a batch in the order stateful detectors evaluate it.
 
+Detectors with a C kernel (threshold, quality, trend, change) evaluate readings one after
+another, each binding's in (ts, batch row) order, and skip late readings themselves against
+their own newest evaluated ts. They take the batch through `bound_readings`: the rows as they
+are when every channel's readings are already in time order (gateways send them so: the usual
+batch costs one check, `_order_kernel.in_time_order`), else sorted stably by (channel, ts)
+once per batch for all detectors.
+
+The numpy detectors below use rounds instead:
 Detectors keep per-binding state (a binding is one rule on one channel) and must see each
 binding's readings in time order. A batch is expanded from channels to bindings, late
 readings are dropped, and the rest is split into *rounds*: round k holds the k-th reading of
@@ -15,6 +23,8 @@ import weakref
 from collections.abc import Iterator
 
 import numpy as np
+
+from detectors._order_kernel import in_time_order
 
 
 class BindingIndex:
@@ -218,3 +228,54 @@ def _direct_rounds(direct: np.ndarray, shared: _ChannelRounds, last_ts: np.ndarr
         pick = np.flatnonzero(kept[lo:hi]) + lo
         if pick.size:
             yield binding[pick], shared.ts[pick], shared.value[pick]
+
+
+class _TimeOrder:
+    """A batch's rows in an order in which each channel's readings are in (ts, row) order:
+    the rows themselves when they already are, else sorted stably by (channel, ts). Shared,
+    read-only, by every detector that evaluates the batch (see `_latest_order`)."""
+
+    def __init__(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int):
+        self._sources = (weakref.ref(channel), weakref.ref(ts), weakref.ref(value))
+        self.n_channels = n_channels
+        if in_time_order(channel, ts, n_channels):
+            self.channel, self.ts, self.value = channel, ts, value
+        else:
+            order = np.lexsort((ts, channel))
+            self.channel, self.ts, self.value = channel[order], ts[order], value[order]
+            for array in (self.channel, self.ts, self.value):
+                array.flags.writeable = False
+
+    def of(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int) -> bool:
+        return n_channels == self.n_channels and all(
+            ref() is array for ref, array in zip(self._sources, (channel, ts, value), strict=True))
+
+
+#: The time order of the latest batch (one suffices: a batch passes through all detectors
+#: before the next), keyed by the identity of its arrays as `_latest` is.
+_latest_order: _TimeOrder | None = None
+
+
+def bound_readings(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(binding int32, ts int64, value float64) for every reading of a batch and binding of its
+    channel, each binding's readings in (ts, row) order. Late readings are included: a kernel
+    skips those older than its binding's newest evaluated ts. With one binding per channel at
+    most (`BindingIndex.direct`), rows of channels without a binding have binding -1, which
+    kernels skip too; the arrays may be read-only views of the batch."""
+    global _latest_order
+    channel = np.asarray(channel, np.int32)
+    ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
+    known = channel.size == 0 or (channel.min() >= 0 and channel.max() < index.n_channels)
+    if not known:  # rows of channels outside the catalogue: never evaluated
+        keep = (channel >= 0) & (channel < index.n_channels)
+        channel, ts, value = channel[keep], ts[keep], value[keep]
+    latest = _latest_order
+    if latest is None or not latest.of(channel, ts, value, index.n_channels):
+        latest = _TimeOrder(channel, ts, value, index.n_channels)
+        if known:
+            _latest_order = latest
+    if index.direct is not None:
+        return index.direct[latest.channel], latest.ts, latest.value
+    binding, row = index.expand(latest.channel)
+    return binding.astype(np.int32), latest.ts[row], latest.value[row]
