@@ -22,6 +22,9 @@ install: $(VENV)/.installed
 # The C kernels are built by the install: a changed kernel source reinstalls.
 $(VENV)/.installed: pyproject.toml $(wildcard detectors/*.c detectors/*.h)
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(SUDO) apt-get update -q && $(APT_INSTALL) python3-venv; }
+	@{ command -v gcc >/dev/null && $(PYTHON) -c 'import os, sys, sysconfig; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; } || \
+	  { $(SUDO) apt-get update -q && $(APT_INSTALL) gcc python3-dev; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
