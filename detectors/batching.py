@@ -2,10 +2,11 @@
 
 Detectors with a C kernel (threshold, quality, trend, change) evaluate readings one after
 another, each binding's in (ts, batch row) order, and skip late readings themselves against
-their own newest evaluated ts. They take the batch through `bound_readings`: the rows as they
-are when every channel's readings are already in time order (gateways send them so: the usual
-batch costs one check, `_order_kernel.in_time_order`), else sorted stably by (channel, ts)
-once per batch for all detectors.
+their own newest evaluated ts. They take the batch through `bound_readings`, grouped by
+channel once per batch for all detectors: a stable counting sort (`_order_kernel.by_channel`,
+a few ms per million rows), which keeps each channel's rows in time order when the gateways
+sent them so (the usual batch) and makes the kernels' state accesses sequential; a batch in
+which some channel goes back in time is sorted by (channel, ts) instead.
 
 The numpy detectors below use rounds instead:
 Detectors keep per-binding state (a binding is one rule on one channel) and must see each
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from detectors._order_kernel import in_time_order
+from detectors._order_kernel import by_channel
 
 
 class BindingIndex:
@@ -231,20 +232,24 @@ def _direct_rounds(direct: np.ndarray, shared: _ChannelRounds, last_ts: np.ndarr
 
 
 class _TimeOrder:
-    """A batch's rows in an order in which each channel's readings are in (ts, row) order:
-    the rows themselves when they already are, else sorted stably by (channel, ts). Shared,
-    read-only, by every detector that evaluates the batch (see `_latest_order`)."""
+    """A batch's rows in (channel, ts, row) order, from a counting sort by channel when each
+    channel's rows are already in time order, else from a full sort. Shared, read-only, by
+    every detector that evaluates the batch (see `_latest_order`); rows of channels outside
+    0..n_channels-1 are left out."""
 
     def __init__(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int):
         self._sources = (weakref.ref(channel), weakref.ref(ts), weakref.ref(value))
         self.n_channels = n_channels
-        if in_time_order(channel, ts, n_channels):
-            self.channel, self.ts, self.value = channel, ts, value
+        order = np.empty(channel.size, np.intp)
+        kept, ordered = by_channel(channel, ts, n_channels, order)
+        if ordered:
+            order = order[:kept]
         else:
-            order = np.lexsort((ts, channel))
-            self.channel, self.ts, self.value = channel[order], ts[order], value[order]
-            for array in (self.channel, self.ts, self.value):
-                array.flags.writeable = False
+            known = np.flatnonzero((channel >= 0) & (channel < n_channels))
+            order = known[np.lexsort((ts[known], channel[known]))]
+        self.channel, self.ts, self.value = channel[order], ts[order], value[order]
+        for array in (self.channel, self.ts, self.value):
+            array.flags.writeable = False
 
     def of(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int) -> bool:
         return n_channels == self.n_channels and all(
@@ -262,19 +267,13 @@ def bound_readings(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, val
     channel, each binding's readings in (ts, row) order. Late readings are included: a kernel
     skips those older than its binding's newest evaluated ts. With one binding per channel at
     most (`BindingIndex.direct`), rows of channels without a binding have binding -1, which
-    kernels skip too; the arrays may be read-only views of the batch."""
+    kernels skip too. The arrays may be read-only and shared with other detectors."""
     global _latest_order
     channel = np.asarray(channel, np.int32)
     ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
-    known = channel.size == 0 or (channel.min() >= 0 and channel.max() < index.n_channels)
-    if not known:  # rows of channels outside the catalogue: never evaluated
-        keep = (channel >= 0) & (channel < index.n_channels)
-        channel, ts, value = channel[keep], ts[keep], value[keep]
     latest = _latest_order
     if latest is None or not latest.of(channel, ts, value, index.n_channels):
-        latest = _TimeOrder(channel, ts, value, index.n_channels)
-        if known:
-            _latest_order = latest
+        latest = _latest_order = _TimeOrder(channel, ts, value, index.n_channels)
     if index.direct is not None:
         return index.direct[latest.channel], latest.ts, latest.value
     binding, row = index.expand(latest.channel)

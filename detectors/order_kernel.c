@@ -1,19 +1,25 @@
-/* Whether a batch needs sorting before the detectors' kernels run over it.
+/* The order in which the detectors' kernels evaluate a batch.
  *
  * The kernels evaluate readings one after another and need each channel's readings in time
- * order. Gateways send them that way, so the usual batch is evaluated as it is; only a batch
- * in which some channel goes back in time is sorted first (detectors/batching.py). Telling
- * the two apart is one pass with the newest ts seen per channel. */
+ * order. Gateways send them that way, so the usual batch only needs grouping by channel: a
+ * stable counting sort, which also makes every kernel's reads and writes of per-channel state
+ * sequential instead of one cache miss per array and reading (measured 2-3 times faster
+ * kernels on a batch of shuffled channels). Only a batch in which some channel goes back in
+ * time needs a (channel, ts) sort, done by the caller (detectors/batching.py). */
 #include "kernel_buffers.h"
 
 #include <stdlib.h>
 
-/* in_time_order(channel int32[n], ts int64[n], n_channels) -> bool: every channel's rows have
- * non-decreasing ts in row order. Rows whose channel is outside 0..n_channels-1 are ignored. */
-static PyObject *in_time_order(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* by_channel(channel int32[n], ts int64[n], n_channels, order intp[n]) -> (kept, ordered)
+ *
+ * Writes into order[:kept] the rows grouped by channel, ascending, rows ascending within a
+ * channel (a stable counting sort); rows whose channel is outside 0..n_channels-1 are left
+ * out. `ordered` tells whether every channel's rows have non-decreasing ts, that is whether
+ * the order is also a (channel, ts, row) order. */
+static PyObject *by_channel(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "in_time_order(channel, ts, n_channels)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "by_channel(channel, ts, n_channels, order)");
         return NULL;
     }
     Py_ssize_t n_channels = PyLong_AsSsize_t(args[2]);
@@ -25,30 +31,45 @@ static PyObject *in_time_order(PyObject *self, PyObject *const *args, Py_ssize_t
     const int32_t *channel = borrow(&arrays, args[0], "channel", 'i', 4, -1, READ);
     Py_ssize_t n = arrays.failed ? 0 : borrowed_length(&arrays);
     const int64_t *ts = borrow(&arrays, args[1], "ts", 'i', 8, n, READ);
+    int64_t *order = borrow(&arrays, args[3], "order", 'i', 8, n, WRITE);
     if (arrays.failed) return give_back(&arrays), NULL;
-    int64_t *newest = malloc((size_t)(n_channels ? n_channels : 1) * sizeof(int64_t));
-    if (newest == NULL) return give_back(&arrays), PyErr_NoMemory();
-    for (Py_ssize_t c = 0; c < n_channels; c++) newest[c] = INT64_MIN;
+    size_t slots = (size_t)n_channels + 1;
+    int64_t *start = calloc(slots, sizeof(int64_t));
+    int64_t *newest = malloc(slots * sizeof(int64_t));
+    if (start == NULL || newest == NULL) {
+        free(start);
+        free(newest);
+        give_back(&arrays);
+        return PyErr_NoMemory();
+    }
     int ordered = 1;
+    Py_ssize_t kept = 0;
     Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t c = 0; c < n_channels; c++) newest[c] = INT64_MIN;
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t c = channel[i];
         if (c < 0 || c >= n_channels) continue;
-        if (ts[i] < newest[c]) {
-            ordered = 0;
-            break;
-        }
-        newest[c] = ts[i];
+        start[c + 1]++;
+        if (ts[i] < newest[c]) ordered = 0;
+        else newest[c] = ts[i];
+    }
+    for (Py_ssize_t c = 0; c < n_channels; c++) start[c + 1] += start[c];
+    kept = start[n_channels];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t c = channel[i];
+        if (c < 0 || c >= n_channels) continue;
+        order[start[c]++] = i;
     }
     Py_END_ALLOW_THREADS
+    free(start);
     free(newest);
     give_back(&arrays);
-    return PyBool_FromLong(ordered);
+    return Py_BuildValue("(nO)", kept, ordered ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
-    {"in_time_order", (PyCFunction)(void (*)(void))in_time_order, METH_FASTCALL,
-     "in_time_order(channel, ts, n_channels): whether every channel's rows have non-decreasing ts"},
+    {"by_channel", (PyCFunction)(void (*)(void))by_channel, METH_FASTCALL,
+     "by_channel(channel, ts, n_channels, order) -> (rows written, in time order)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -107,11 +107,14 @@ def test_bound_readings_give_each_binding_its_readings_in_time_order(detectors, 
             assert got == reference(channels, rows, last)
 
 
-def test_a_batch_in_time_order_is_evaluated_in_place() -> None:
-    """The usual batch costs no sort and no copy: the kernels read the batch's own arrays."""
-    index = BindingIndex(np.array([0, 1], np.int64), 2)
+def test_a_batch_is_grouped_by_channel_once_for_every_detector() -> None:
+    """Kernels read their state in channel order, and the second detector reuses the first's
+    ordering of the same batch (the same arrays); new arrays are ordered afresh."""
+    first, second = BindingIndex(np.array([0, 1], np.int64), 2), BindingIndex(np.array([1, 0], np.int64), 2)
     channel, ts, value = np.array([1, 0, 1], np.int32), np.array([5, 6, 7], np.int64), np.array([1.0, 2.0, 3.0])
-    _, t, v = bound_readings(index, channel, ts, value)
-    assert t is ts and v is value
-    _, t, v = bound_readings(index, channel, np.array([9, 6, 7], np.int64), value)
+    binding, t, v = bound_readings(first, channel, ts, value)
+    assert binding.tolist() == [0, 1, 1] and t.tolist() == [6, 5, 7] and v.tolist() == [2.0, 1.0, 3.0]
+    binding_2, t_2, _ = bound_readings(second, channel, ts, value)
+    assert binding_2.tolist() == [1, 0, 0] and t_2 is t
+    _, t, v = bound_readings(first, channel, np.array([9, 6, 7], np.int64), value)
     assert t.tolist() == [6, 7, 9] and v.tolist() == [2.0, 3.0, 1.0]
