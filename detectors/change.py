@@ -3,14 +3,14 @@
 A change rule catches shifts that never cross a fixed threshold: a strain baseline that steps
 by two standard deviations, methane in a manhole creeping up by a fraction of a %LEL. Each
 *binding* (one change rule on one channel) learns the channel's normal behaviour and turns
-every reading into a statistic in units of the baseline's standard deviation, which is fed
-into a `LevelMachine` (levels, hold time, findings, exactly as for thresholds).
+every reading into a statistic in units of the baseline's standard deviation, on which it
+raises levels (levels, hold time, findings, exactly as a threshold on the statistic).
 
 Semantics, per binding (``detectors.change_reference`` is the readable per-reading version):
 
 * **Warm-up.** The first ``warmup`` evaluated readings form the baseline with Welford's
   online algorithm (Welford 1962): mean and sample variance. They get no verdict: their
-  statistic is NaN, which the LevelMachine skips.
+  statistic is NaN and they raise or clear nothing.
 * **Statistic.** With ``sigma = max(sqrt(var), SIGMA_FLOOR_REL * |mean|, SIGMA_FLOOR_ABS)``
   and ``z = (x - mean) / sigma``:
 
@@ -27,7 +27,10 @@ Semantics, per binding (``detectors.change_reference`` is the readable per-readi
     statistic max(d, 0) ("up"), max(-d, 0) ("down") or max of both = |d| ("both").
 
 * **Levels.** The rule's levels are limits on the statistic ("above"), cleared with the
-  hysteresis factor `clear` of the rule (default 0.8) and raised after the rule's hold time (`for`).
+  hysteresis factor `clear` of the rule (default 0.8) and raised after the rule's hold time
+  (`for`): the threshold state machine (`detectors.threshold_reference`) run on the statistic,
+  with findings exactly as a threshold's (the finding's value is the statistic). A reading in
+  warm-up has no statistic and leaves the levels as they are.
 * **Learning.** After warm-up the baseline follows *normal* readings with weight ``learn``
   (exponentially weighted mean and variance, Finch 2009)::
 
@@ -39,18 +42,15 @@ Semantics, per binding (``detectors.change_reference`` is the readable per-readi
 * **Restart after an alarm.** When a reading clears the alarm (level > 0 before, 0 after) the
   chart restarts: CUSUM sums go back to 0, the EWMA back to the baseline mean.
 * **Ordering.** As for every detector: a binding's readings are evaluated in (ts, batch row)
-  order and a reading older than the newest one already evaluated is skipped
-  (`detectors.batching.rounds`).
+  order and a reading older than the newest one already evaluated is skipped.
 
-Evaluation: a batch is evaluated round by round (round k = the k-th reading of every binding
-that has one). The per-reading arithmetic of a round - warm-up, statistic, learning - is done
-by the C extension `detectors._change_kernel`, a loop that follows the scalar reference
-operation for operation (IEEE-754 doubles, no fused multiply-add), so the two agree bit for
-bit. Learning needs the level after the reading, which the LevelMachine decides, but only
-through "level 0 before and after": a statistic below the lowest level cannot raise one, so
-a reading at level 0 with such a statistic is learned in the kernel already. The kernel also
-picks the few readings of the round that can change the LevelMachine's state; only those are
-fed to it, and a binding whose alarm they cleared has its chart restarted.
+Evaluation: a batch is one call of the C extension `detectors._change_kernel` on the readings
+as `detectors.batching.bound_readings` orders them. Its loop does, reading by reading, what
+the scalar reference does - warm-up, statistic, level (the state machine of
+`detectors/level_machine.h`), learning, restart - operation for operation (IEEE-754 doubles,
+no fused multiply-add), so the two agree bit for bit. The level has to be decided inside the
+loop: whether a reading is learned depends on the level after it. The detector holds the level
+state itself (`level`, and `since` per level as the threshold detector holds it).
 """
 
 from __future__ import annotations
@@ -61,14 +61,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors import _change_kernel
-from detectors.batching import BindingIndex, each_round
+from detectors.batching import BindingIndex, bound_readings
 from detectors.formatting import with_unit
-from detectors.level_machine import LevelMachine
-from detectors.threshold import Binding, ThresholdFindings, bind_rules, empty_findings
+from detectors.threshold import NO_LAST_TS, NO_SINCE, Binding, ThresholdFindings, bind_rules, empty_findings
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue
 from lifeline.config import Rule, Threshold
-from lifeline.levels import LEVELS, level_name
+from lifeline.levels import LEVEL_NUMBER, LEVELS, level_name
 from lifeline.rule_kinds import Change
 
 #: Floor on the baseline sigma, relative to |mean|: a channel that did not vary during warm-up
@@ -82,7 +81,7 @@ SIGMA_FLOOR_ABS = 1e-9
 #: Direction codes, as in the kernel
 _BOTH, _UP, _DOWN = 0, 1, 2
 _DIRECTION = {"both": _BOTH, "up": _UP, "down": _DOWN}
-_NO_TS = np.iinfo(np.int64).min
+_N_LEVELS = len(LEVELS)
 
 
 def change_threshold(spec: Change) -> Threshold:
@@ -139,10 +138,28 @@ class ChangeDetector:
         self._warmup = np.array([s.warmup for s in specs], np.int32)
         #: weight with which the baseline follows normal readings
         self._learn_weight = np.array([s.learn for s in specs], np.float64)
-        #: lowest level's limit (sigma units): statistics at or above it are never learned
-        self._lowest = np.array([_ordered(s.levels)[0] for s in specs], np.float64)
+        #: lowest level's limit (sigma units): statistics at or above it are never learned, and
+        #: below it raise no level
+        self._lowest = np.array([min(s.levels.values()) for s in specs], np.float64)
         #: highest level's limit: the cap on the CUSUM sums
-        self._cap = np.array([_ordered(s.levels)[-1] for s in specs], np.float64)
+        self._cap = np.array([max(s.levels.values()) for s in specs], np.float64)
+        # The levels on the statistic (`change_threshold`) in the layout of
+        # detectors/level_machine.h: the limit of each level (NaN where the rule does not define
+        # it) and its clear value, computed as the threshold detector does (bit for bit).
+        thresholds = [change_threshold(s) for s in specs]
+        limit = np.full((len(specs), _N_LEVELS), np.nan)
+        for row, threshold in enumerate(thresholds):
+            for colour, value in threshold.levels.items():
+                limit[row, LEVEL_NUMBER[colour] - 1] = value
+        clear = np.array([t.clear for t in thresholds], np.float64)
+        #: float64 - (rules, 4) level limits, sigma units
+        self._limit = limit
+        #: float64 - (rules, 4) the value down to which each level is held
+        self._clear_value = limit - (1.0 - clear)[:, None] * np.abs(limit)
+        #: bool - every level is a limit "above" on the statistic
+        self._above = np.ones(len(specs), bool)
+        #: int64 - hold time in whole ms
+        self._hold_ms = np.array([int(round(t.hold_s * 1000)) for t in thresholds], np.int64)
 
         # -- state, (bindings,) each --------------------------------------------------------------
         #: int32 - readings of the warm-up so far; == warmup once the baseline is formed
@@ -160,20 +177,22 @@ class ChangeDetector:
         self._stat = np.full(n, np.nan)
         #: float64 - latest evaluated reading, channel unit (NaN before any)
         self._value = np.full(n, np.nan)
-        #: int8 - confirmed level, mirrored from the LevelMachine's findings
+        #: int8 - confirmed level
         self._level = np.zeros(n, np.int8)
+        #: int64 - (bindings * 4) start (epoch ms) of the current unbroken run of statistics at or
+        #: above each level, NO_SINCE when none; binding-major: binding b's are [4 * b:4 * b + 4]
+        self._since = np.full(n * _N_LEVELS, NO_SINCE, np.int64)
         #: int64 - newest ts evaluated, epoch ms
-        self._last_ts = np.full(n, _NO_TS, np.int64)
+        self._last_ts = np.full(n, NO_LAST_TS, np.int64)
 
-        self._machine = LevelMachine([(b.rule, b.channel) for b in self.bindings],
-                                     [change_threshold(b.rule.spec) for b in self.bindings])
-        #: The kernel's arrays after the round's, in its argument order (the same objects as above:
-        #: state is updated in place).
+        #: The kernel's arrays after the batch's and the findings', in its argument order (the
+        #: same objects as above: state is updated in place).
         self._kernel_arrays = (
             self._is_cusum, self._direction, self._k, self._lam, self._ewma_scale, self._warmup,
             self._learn_weight, self._lowest, self._cap,
+            self._limit.reshape(-1), self._clear_value.reshape(-1), self._above, self._hold_ms,
             self._rule, self._count, self._mean, self._var, self._upper, self._lower, self._ewma, self._stat, self._value,
-            self._level, self._last_ts)
+            self._level, self._since, self._last_ts)
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ChangeDetector:
@@ -186,41 +205,18 @@ class ChangeDetector:
         """Evaluate a batch; the level changes it caused, in (binding, ts) order."""
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
-        parts = []
-        for b, t, v in each_round(self._index, batch.channel, batch.ts, batch.value, self._last_ts):
-            found = self._round(b, t, v)
-            if len(found):
-                parts.append(found)
-        if not parts:
+        binding, ts, value = bound_readings(self._index, batch.channel, batch.ts, batch.value)
+        ts, value = np.ascontiguousarray(ts), np.ascontiguousarray(value)
+        # Room for a finding per reading; only the pages of the few written are ever touched.
+        found = [np.empty(binding.size, dtype) for dtype in _FINDING_DTYPES]
+        n_found = _change_kernel.evaluate(binding, ts, value, *found, SIGMA_FLOOR_REL, SIGMA_FLOOR_ABS,
+                                          *self._kernel_arrays)
+        if n_found == 0:
             return empty_findings()
-        if len(parts) == 1:
-            return parts[0]
-        # Rounds are in time order for each binding: a stable sort on binding gives (binding, ts).
-        merged = [np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS]
-        by_binding = np.argsort(merged[0], kind="stable")
-        return ThresholdFindings(*(column[by_binding] for column in merged))
-
-    def _round(self, b: np.ndarray, t: np.ndarray, x: np.ndarray) -> ThresholdFindings:
-        """Evaluate one reading for each of a set of distinct bindings.
-
-        b : (m,) intp distinct bindings; t : (m,) int64 epoch ms; x : (m,) float64 readings
-        """
-        fed = np.empty(b.size, np.intp)
-        n_fed = _change_kernel.evaluate(b, t, x, fed, SIGMA_FLOOR_REL, SIGMA_FLOOR_ABS, *self._kernel_arrays)
-        if n_fed == 0:
-            return empty_findings()
-        fed_b = b[fed[:n_fed]]
-        # The kernel stored each reading's statistic as its binding's latest (bindings are distinct).
-        found = self._machine.update(fed_b, t[fed[:n_fed]], self._stat[fed_b])
-        if len(found):
-            self._level[found.binding] = found.level_after
-            cleared = found.binding[(found.level_before > 0) & (found.level_after == 0)]
-            if cleared.size:
-                # The alarm is over: restart the chart.
-                self._upper[cleared] = 0.0
-                self._lower[cleared] = 0.0
-                self._ewma[cleared] = self._mean[cleared]
-        return found
+        # In evaluation order each binding's findings are in time order: a stable sort on
+        # binding gives (binding, ts).
+        by_binding = np.argsort(found[0][:n_found], kind="stable")
+        return ThresholdFindings(*(column[:n_found][by_binding] for column in found))
 
     def _sigma(self, binding: int) -> float:
         """Baseline sigma with its floor (see SIGMA_FLOOR_REL), as the kernel computes it."""
@@ -231,17 +227,27 @@ class ChangeDetector:
 
     def level(self) -> np.ndarray:
         """(bindings,) int8 - confirmed level of each binding (a copy)."""
-        return self._machine.level()
+        return self._level.copy()
 
     def restore(self, binding: int, level: int, started_at: int, last_ts: int) -> None:
         """Resume a binding at the level of its open alert after a restart.
 
         The baseline is not part of the alert, so the binding warms up again (from readings
         that may still be shifted; the alarm then clears once the new baseline is formed)
-        unless `restore_baseline` is called too.
+        unless `restore_baseline` is called too. As `ThresholdDetector.restore`: `level` is 0
+        or a level the rule defines, the run at every level up to it is taken to have started at
+        `started_at` (<= `last_ts`), and readings older than `last_ts` will be late.
         """
-        self._machine.restore(binding, level, started_at, last_ts)
+        if not 0 <= binding < len(self.bindings):
+            raise IndexError(f"binding {binding} outside 0..{len(self.bindings) - 1}")
+        if level != 0 and not (1 <= level <= _N_LEVELS and not np.isnan(self._limit[self._rule[binding], level - 1])):
+            raise ValueError(f"level {level} is not defined by rule {self.bindings[binding].rule.id!r}")
+        if level != 0 and started_at > last_ts:
+            raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
         self._level[binding] = level
+        since = self._since[_N_LEVELS * binding:_N_LEVELS * (binding + 1)]
+        since[:] = NO_SINCE
+        since[:level] = started_at
         self._last_ts[binding] = last_ts
 
     def restore_baseline(self, binding: int, mean: float, sigma: float) -> None:
@@ -302,9 +308,5 @@ class ChangeDetector:
         return "above" if self._ewma[binding] >= self._mean[binding] else "below"
 
 
-def _ordered(levels: dict[str, float]) -> list[float]:
-    """Level limits from the lowest colour to the highest."""
-    return [levels[c] for c in LEVELS if c in levels]
-
-
-_FIELDS = ("binding", "ts", "level_before", "level_after", "value", "limit", "started_at")
+#: dtypes of the ThresholdFindings columns, in field order
+_FINDING_DTYPES = (np.int32, np.int64, np.int8, np.int8, np.float64, np.float64, np.int64)

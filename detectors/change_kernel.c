@@ -1,24 +1,30 @@
-/* The change detector's per-reading arithmetic: warm-up, CUSUM or EWMA statistic, learning.
+/* The change detector's per-reading loop: warm-up, CUSUM or EWMA statistic, level, learning.
  *
- * `detectors.change` evaluates a batch round by round (one reading per binding in a round);
- * this module evaluates one round. The loop body is `ReferenceChangeDetector.evaluate`
- * (detectors/change_reference.py) operation for operation, in the same order and with the
- * same IEEE-754 double arithmetic (built with -ffp-contract=off: no fused multiply-add), so
- * the two agree bit for bit. max and min behave like Python's: the first argument unless
- * the second is strictly larger (smaller), so that e.g. max(0.0, -0.0) is 0.0 as in the
- * reference.
+ * `detectors.change` evaluates a whole batch with one call: the readings come as
+ * `detectors.batching.bound_readings` gives them (each binding's in (ts, row) order, binding
+ * -1 for rows without one) and are evaluated one after another. The statistic is
+ * `ReferenceChangeDetector.evaluate` (detectors/change_reference.py) operation for operation,
+ * in the same order and with the same IEEE-754 double arithmetic (built with
+ * -ffp-contract=off: no fused multiply-add), so the two agree bit for bit. max and min behave
+ * like Python's: the first argument unless the second is strictly larger (smaller), so that
+ * e.g. max(0.0, -0.0) is 0.0 as in the reference.
  *
- * The level is decided by the Python LevelMachine between rounds. Learning needs it, but only
- * through "level 0 before and after the reading": a statistic below the rule's lowest level
- * cannot raise one, so a binding at level 0 stays there, and the reading can be learned here
- * already. The round reports which of its readings can change the LevelMachine's state (the
- * others leave every level and run as they are); restarting a chart once its alarm cleared is
- * left to the caller, which sees the LevelMachine's findings.
+ * The levels on the statistic are the threshold state machine of level_machine.h, run inside
+ * the loop because learning depends on the level after each reading: a reading is learned
+ * only when the level was 0 before it and is 0 after it, and a reading that clears an alarm
+ * restarts the chart. A statistic that is not finite (NaN during warm-up) gets no verdict and
+ * leaves the level state as it is.
+ *
+ * Most readings in steady operation are quiet: level 0, a statistic below every limit, and
+ * the previous reading's statistic finite and below every limit too. The state machine would
+ * change nothing for them (no run can be in progress: the previous reading ended any, or
+ * would have raised the level), so they skip it.
  *
  * Binding numbers come from the batch: every one is checked against the state arrays before
  * the loop starts, and a bad one raises ValueError with nothing changed.
  */
 #include "kernel_buffers.h"
+#include "level_machine.h"
 
 #include <math.h>
 
@@ -27,22 +33,36 @@ enum { BOTH = 0, UP = 1, DOWN = 2 };
 static inline double py_max(double a, double b) { return b > a ? b : a; }
 static inline double py_min(double a, double b) { return b < a ? b : a; }
 
-#define N_ARGS 26
+#define N_ARGS 37
+
+/* Whether every binding's rule row is a row of the parameters. */
+static int rule_rows_valid(const int32_t *rule, Py_ssize_t n, Py_ssize_t n_rules) {
+    int valid = 1;
+    for (Py_ssize_t b = 0; b < n; b++) valid &= rule[b] >= 0 && rule[b] < n_rules;
+    return valid;
+}
 
 PyDoc_STRVAR(evaluate_doc,
-"evaluate(binding, ts, value, fed, sigma_floor_rel, sigma_floor_abs,\n"
+"evaluate(binding, ts, value,\n"
+"         found_binding, found_ts, found_before, found_after, found_value, found_limit, found_started_at,\n"
+"         sigma_floor_rel, sigma_floor_abs,\n"
 "         is_cusum, direction, k, lam, ewma_scale, warmup, learn, lowest, cap,\n"
-"         rule, count, mean, var, upper, lower, ewma, stat, last_value, level, last_ts) -> int\n"
+"         limit, clear, above, hold_ms,\n"
+"         rule, count, mean, var, upper, lower, ewma, stat, last_value, level, since, last_ts) -> int\n"
 "\n"
-"Evaluate one round: the reading value[i] at ts[i] of binding[i] (distinct bindings).\n"
+"Evaluate a batch: the reading value[i] at ts[i] of binding[i], in the order given (each\n"
+"binding's readings in (ts, row) order); binding -1 is no binding and a reading older than its\n"
+"binding's last_ts is late, both skipped.\n"
 "\n"
-"Round arrays, (m,) each: binding intp, ts int64, value float64; out: fed intp, whose first\n"
-"n entries (n is returned) are the positions i whose reading can change the binding's level\n"
-"state, to be fed to the LevelMachine with the statistic stat[binding[i]]. Parameters,\n"
-"(rules,) each: is_cusum bool, direction int8, k, lam, ewma_scale float64, warmup int32,\n"
-"learn, lowest, cap float64. Per binding: rule int32 (its row in the parameters); state,\n"
-"updated: count int32, mean, var, upper, lower, ewma, stat (NaN during warm-up), last_value\n"
-"float64; level int8 (read: the confirmed level before the reading); last_ts int64.");
+"Readings, (m,) each: binding int32, ts int64, value float64. Out, (m,) each: the finding\n"
+"rows in evaluation order, of which the first n are written (n is returned): found_binding\n"
+"int32, found_ts int64, found_before, found_after int8, found_value (the statistic),\n"
+"found_limit float64, found_started_at int64. Parameters, (rules,) each: is_cusum bool,\n"
+"direction int8, k, lam, ewma_scale float64, warmup int32, learn, lowest (the lowest limit),\n"
+"cap (the highest limit) float64; levels as in level_machine.h: limit, clear (rules * 4)\n"
+"float64, above bool, hold_ms int64. Per binding: rule int32 (its row in the parameters);\n"
+"state, updated: count int32, mean, var, upper, lower, ewma, stat (NaN during warm-up),\n"
+"last_value float64; level int8, since (bindings * 4) int64; last_ts int64.");
 
 static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -50,60 +70,81 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
         PyErr_Format(PyExc_TypeError, "evaluate() takes %d arguments (%zd given)", N_ARGS, nargs);
         return NULL;
     }
-    double sigma_floor_rel = PyFloat_AsDouble(args[4]);
-    double sigma_floor_abs = PyFloat_AsDouble(args[5]);
+    double sigma_floor_rel = PyFloat_AsDouble(args[10]);
+    double sigma_floor_abs = PyFloat_AsDouble(args[11]);
     if (PyErr_Occurred()) return NULL;
 
     Borrowed arrays = {0};
-    /* The round. */
-    const int64_t *binding = borrow(&arrays, args[0], "binding", 'i', 8, -1, READ);
+    /* The readings; the first fixes their number. */
+    const int32_t *binding = borrow(&arrays, args[0], "binding", 'i', 4, -1, READ);
     Py_ssize_t m = arrays.failed ? 0 : borrowed_length(&arrays);
     const int64_t *ts = borrow(&arrays, args[1], "ts", 'i', 8, m, READ);
     const double *value = borrow(&arrays, args[2], "value", 'f', 8, m, READ);
-    int64_t *fed = borrow(&arrays, args[3], "fed", 'i', 8, m, WRITE);
+    /* Out: room for a finding per reading. */
+    int32_t *found_binding = borrow(&arrays, args[3], "found_binding", 'i', 4, m, WRITE);
+    int64_t *found_ts = borrow(&arrays, args[4], "found_ts", 'i', 8, m, WRITE);
+    int8_t *found_before = borrow(&arrays, args[5], "found_before", 'i', 1, m, WRITE);
+    int8_t *found_after = borrow(&arrays, args[6], "found_after", 'i', 1, m, WRITE);
+    double *found_value = borrow(&arrays, args[7], "found_value", 'f', 8, m, WRITE);
+    double *found_limit = borrow(&arrays, args[8], "found_limit", 'f', 8, m, WRITE);
+    int64_t *found_started_at = borrow(&arrays, args[9], "found_started_at", 'i', 8, m, WRITE);
     /* Parameters per rule; the first fixes the number of rules. */
-    const uint8_t *is_cusum = borrow(&arrays, args[6], "is_cusum", 'b', 1, -1, READ);
+    const uint8_t *is_cusum = borrow(&arrays, args[12], "is_cusum", 'b', 1, -1, READ);
     Py_ssize_t n_rules = arrays.failed ? 0 : borrowed_length(&arrays);
-    const int8_t *direction = borrow(&arrays, args[7], "direction", 'i', 1, n_rules, READ);
-    const double *k = borrow(&arrays, args[8], "k", 'f', 8, n_rules, READ);
-    const double *lam = borrow(&arrays, args[9], "lam", 'f', 8, n_rules, READ);
-    const double *ewma_scale = borrow(&arrays, args[10], "ewma_scale", 'f', 8, n_rules, READ);
-    const int32_t *warmup = borrow(&arrays, args[11], "warmup", 'i', 4, n_rules, READ);
-    const double *learn = borrow(&arrays, args[12], "learn", 'f', 8, n_rules, READ);
-    const double *lowest = borrow(&arrays, args[13], "lowest", 'f', 8, n_rules, READ);
-    const double *cap = borrow(&arrays, args[14], "cap", 'f', 8, n_rules, READ);
+    const int8_t *direction = borrow(&arrays, args[13], "direction", 'i', 1, n_rules, READ);
+    const double *k = borrow(&arrays, args[14], "k", 'f', 8, n_rules, READ);
+    const double *lam = borrow(&arrays, args[15], "lam", 'f', 8, n_rules, READ);
+    const double *ewma_scale = borrow(&arrays, args[16], "ewma_scale", 'f', 8, n_rules, READ);
+    const int32_t *warmup = borrow(&arrays, args[17], "warmup", 'i', 4, n_rules, READ);
+    const double *learn = borrow(&arrays, args[18], "learn", 'f', 8, n_rules, READ);
+    const double *lowest = borrow(&arrays, args[19], "lowest", 'f', 8, n_rules, READ);
+    const double *cap = borrow(&arrays, args[20], "cap", 'f', 8, n_rules, READ);
+    LevelRules rules;
+    rules.limit = borrow(&arrays, args[21], "limit", 'f', 8, n_rules * N_LEVELS, READ);
+    rules.clear = borrow(&arrays, args[22], "clear", 'f', 8, n_rules * N_LEVELS, READ);
+    rules.above = borrow(&arrays, args[23], "above", 'b', 1, n_rules, READ);
+    rules.hold_ms = borrow(&arrays, args[24], "hold_ms", 'i', 8, n_rules, READ);
     /* Per binding; the first fixes the number of bindings. */
-    const int32_t *rule = borrow(&arrays, args[15], "rule", 'i', 4, -1, READ);
+    const int32_t *rule = borrow(&arrays, args[25], "rule", 'i', 4, -1, READ);
     Py_ssize_t n = arrays.failed ? 0 : borrowed_length(&arrays);
-    int32_t *count = borrow(&arrays, args[16], "count", 'i', 4, n, WRITE);
-    double *mean = borrow(&arrays, args[17], "mean", 'f', 8, n, WRITE);
-    double *var = borrow(&arrays, args[18], "var", 'f', 8, n, WRITE);
-    double *upper = borrow(&arrays, args[19], "upper", 'f', 8, n, WRITE);
-    double *lower = borrow(&arrays, args[20], "lower", 'f', 8, n, WRITE);
-    double *ewma = borrow(&arrays, args[21], "ewma", 'f', 8, n, WRITE);
-    double *stat = borrow(&arrays, args[22], "stat", 'f', 8, n, WRITE);
-    double *last_value = borrow(&arrays, args[23], "last_value", 'f', 8, n, WRITE);
-    const int8_t *level = borrow(&arrays, args[24], "level", 'i', 1, n, READ);
-    int64_t *last_ts = borrow(&arrays, args[25], "last_ts", 'i', 8, n, WRITE);
+    int32_t *count = borrow(&arrays, args[26], "count", 'i', 4, n, WRITE);
+    double *mean = borrow(&arrays, args[27], "mean", 'f', 8, n, WRITE);
+    double *var = borrow(&arrays, args[28], "var", 'f', 8, n, WRITE);
+    double *upper = borrow(&arrays, args[29], "upper", 'f', 8, n, WRITE);
+    double *lower = borrow(&arrays, args[30], "lower", 'f', 8, n, WRITE);
+    double *ewma = borrow(&arrays, args[31], "ewma", 'f', 8, n, WRITE);
+    double *stat = borrow(&arrays, args[32], "stat", 'f', 8, n, WRITE);
+    double *last_value = borrow(&arrays, args[33], "last_value", 'f', 8, n, WRITE);
+    LevelState state;
+    state.level = borrow(&arrays, args[34], "level", 'i', 1, n, WRITE);
+    state.since = borrow(&arrays, args[35], "since", 'i', 8, n * N_LEVELS, WRITE);
+    int64_t *last_ts = borrow(&arrays, args[36], "last_ts", 'i', 8, n, WRITE);
     if (arrays.failed) return give_back(&arrays), NULL;
 
+    /* A batch as large as the bindings reads their rule rows faster in one sequential pass
+     * than at random, reading by reading. */
+    const int all_rules_valid = m >= n && rule_rows_valid(rule, n, n_rules);
     for (Py_ssize_t i = 0; i < m; i++) {
-        const int64_t b = binding[i];
-        if (b < 0 || b >= n || rule[b] < 0 || rule[b] >= n_rules) {
-            PyErr_Format(PyExc_ValueError, "binding[%zd] = %lld: not a binding of a rule (%zd bindings, %zd rules)",
-                         i, (long long)b, n, n_rules);
+        const int32_t b = binding[i];
+        if (b == -1) continue;
+        if (b < 0 || b >= n || !(all_rules_valid || (rule[b] >= 0 && rule[b] < n_rules))) {
+            PyErr_Format(PyExc_ValueError, "binding[%zd] = %ld: not a binding of a rule (%zd bindings, %zd rules)",
+                         i, (long)b, n, n_rules);
             return give_back(&arrays), NULL;
         }
     }
 
-    Py_ssize_t n_fed = 0;
+    Py_ssize_t n_found = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
-        const int64_t b = binding[i];
+        const int32_t b = binding[i];
+        if (b < 0) continue;  /* a row of a channel without a binding */
+        const int64_t t = ts[i];
+        if (t < last_ts[b]) continue;  /* late: archived elsewhere, not evaluated */
         const int32_t r = rule[b];
         const double x = value[i];
         const double previous = stat[b];
         last_value[b] = x;
-        last_ts[b] = ts[i];
+        last_ts[b] = t;
 
         if (count[b] < warmup[r]) {
             /* Welford (1962): running mean and sum of squared deviations; no verdict yet. */
@@ -137,21 +178,38 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
         const double s = direction[r] == UP ? up : direction[r] == DOWN ? down : py_max(up, down);
         stat[b] = s;
 
-        /* With level 0, a statistic below the lowest level and none pending from the previous
-         * reading, the LevelMachine would change nothing: nearly every reading in steady
-         * operation. */
-        if (level[b] > 0 || s >= lowest[r] || previous >= lowest[r]) fed[n_fed++] = i;
-        if (level[b] == 0 && s < lowest[r]) {
-            /* A normal reading (level 0 before and, with this statistic, after): the baseline
-             * follows it with an exponentially weighted mean and variance. */
+        const int before = state.level[b];
+        const int quiet = before == 0 && s < lowest[r] && previous < lowest[r];
+        if (!quiet && isfinite(s)) {
+            LevelChange change;
+            if (level_step(&rules, r, &state, b, t, s, &change)) {
+                found_binding[n_found] = b;
+                found_ts[n_found] = t;
+                found_before[n_found] = change.before;
+                found_after[n_found] = change.after;
+                found_value[n_found] = s;
+                found_limit[n_found] = change.limit;
+                found_started_at[n_found] = change.started_at;
+                n_found++;
+            }
+        }
+        const int after = state.level[b];
+        if (before == 0 && after == 0 && s < lowest[r]) {
+            /* A normal reading: the baseline follows it with an exponentially weighted mean
+             * and variance. */
             const double diff = x - mu;
             const double incr = learn[r] * diff;
             mean[b] = mu + incr;
             var[b] = (1.0 - learn[r]) * (var[b] + diff * incr);
         }
+        if (before > 0 && after == 0) {
+            /* The alarm cleared: restart the chart. */
+            upper[b] = lower[b] = 0.0;
+            ewma[b] = mean[b];
+        }
     }
     give_back(&arrays);
-    return PyLong_FromSsize_t(n_fed);
+    return PyLong_FromSsize_t(n_found);
 }
 
 static PyMethodDef methods[] = {
@@ -161,7 +219,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef change_kernel = {
     PyModuleDef_HEAD_INIT, "detectors._change_kernel",
-    "Per-reading arithmetic of the change detector (see detectors.change).", -1, methods,
+    "The change detector's per-reading loop (see detectors.change).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -11,8 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors import _change_kernel
-from detectors.batching import rounds
-from detectors.batching import rounds as schedule
 from detectors.change import ChangeDetector
 from detectors.change_reference import ReferenceChangeDetector
 from detectors.threshold import ThresholdDetector, ThresholdFindings
@@ -258,42 +256,50 @@ def test_restore_baseline_skips_the_warm_up() -> None:
 # -- kernel input checks --------------------------------------------------------------------------
 
 
-def kernel_round(det: ChangeDetector, binding: np.ndarray, ts: np.ndarray | None = None,
-                 value: np.ndarray | None = None, replace: dict[str, np.ndarray] | None = None) -> int:
-    """Call the kernel on one round of `det`'s bindings, with some of its arrays (by attribute) replaced."""
+def kernel_batch(det: ChangeDetector, binding: np.ndarray, ts: np.ndarray | None = None,
+                 value: np.ndarray | None = None, replace: dict[str, np.ndarray] | None = None,
+                 found_size: int | None = None) -> int:
+    """Call the kernel on readings of `det`'s bindings, with some of its arrays (by attribute) replaced."""
     ts = np.full(binding.size, T0, np.int64) if ts is None else ts
     value = np.full(binding.size, 1.0) if value is None else value
     arrays = list(det._kernel_arrays)
     for name, array in (replace or {}).items():
         arrays[[a is getattr(det, name) for a in arrays].index(True)] = array
-    return _change_kernel.evaluate(binding, ts, value, np.empty(binding.size, np.intp), 1e-3, 1e-9, *arrays)
+    size = binding.size if found_size is None else found_size
+    found = [np.empty(size, dtype) for dtype in (np.int32, np.int64, np.int8, np.int8, np.float64, np.float64, np.int64)]
+    return _change_kernel.evaluate(binding, ts, value, *found, 1e-3, 1e-9, *arrays)
 
 
 def test_kernel_refuses_wrong_arrays_and_binding_numbers_with_state_untouched() -> None:
     det = ChangeDetector.from_rules(make_catalogue(2), [change_rule(warmup=2)])
-    pair = np.array([0, 1], np.intp)
-    assert kernel_round(det, pair) == 0  # well-formed: evaluated (warm-up, nothing to feed)
+    pair = np.array([0, 1], np.int32)
+    assert kernel_batch(det, pair) == 0  # well-formed: evaluated (warm-up, no finding)
     assert det._count.tolist() == [1, 1]
+    assert kernel_batch(det, np.array([-1, 1], np.int32)) == 0  # -1: a row without a binding, skipped
+    assert det._count.tolist() == [1, 2]
     before = [a.copy() for a in det._kernel_arrays]
     read_only = det._mean.copy()
     read_only.flags.writeable = False
     wrong = [
-        ({"binding": np.array([0, 1], np.int32)}, "binding: expected a 1-d array of 8-byte integer"),
+        ({"binding": np.array([0, 1], np.int64)}, "binding: expected a 1-d array of 4-byte integer"),
         ({"value": np.array([1, 2], np.int64)}, "value: expected a 1-d array of 8-byte float"),
         ({"ts": np.full(3, T0, np.int64)}, "ts: expected 2 elements, got 3"),
         ({"value": np.ones(4)[::2]}, "value: not a contiguous array"),
+        ({"found_size": 1}, "found_binding: expected 2 elements, got 1"),
         ({"replace": {"_count": np.zeros(3, np.int32)}}, "count: expected 2 elements, got 3"),
         ({"replace": {"_mean": np.zeros(2, np.float32)}}, "mean: expected a 1-d array of 8-byte float"),
         ({"replace": {"_mean": np.zeros((2, 2))}}, "mean: expected a 1-d array"),
         ({"replace": {"_mean": read_only}}, "mean: not a contiguous writable array"),
         ({"replace": {"_k": np.zeros(2)}}, "k: expected 1 elements, got 2"),
-        ({"binding": np.array([0, 2], np.intp)}, r"binding\[1\] = 2: not a binding"),
-        ({"binding": np.array([-1], np.intp)}, r"binding\[0\] = -1: not a binding"),
+        ({"replace": {"_hold_ms": np.zeros(1, np.int32)}}, "hold_ms: expected a 1-d array of 8-byte integer"),
+        ({"binding": np.array([0, 2], np.int32)}, r"binding\[1\] = 2: not a binding"),
+        ({"binding": np.array([-1, -2], np.int32)}, r"binding\[1\] = -2: not a binding"),
         ({"replace": {"_rule": np.array([0, 1], np.int32)}}, r"binding\[1\] = 1: not a binding of a rule"),
     ]
     for case, message in wrong:
         with pytest.raises(ValueError, match=message):
-            kernel_round(det, case.get("binding", pair), case.get("ts"), case.get("value"), case.get("replace"))
+            kernel_batch(det, case.get("binding", pair), case.get("ts"), case.get("value"), case.get("replace"),
+                         case.get("found_size"))
         assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(det._kernel_arrays, before, strict=True))
 
 
@@ -399,19 +405,37 @@ def test_vectorised_matches_reference_on_long_shuffled_feeds() -> None:
     assert raised > 10 and cleared > 5  # the feed did raise and clear alarms
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 8).flatmap(lambda n: st.tuples(
-    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, 6)), max_size=40),
-    st.lists(st.integers(-1, 4), min_size=n, max_size=n))))
-def test_schedule_orders_like_batching_rounds(case) -> None:
-    n, readings, last = case
-    binding = np.array([b for b, _ in readings], np.intp)
-    ts = np.array([t for _, t in readings], np.int64)
-    last_ts = np.array(last, np.int64)
-    order, bounds = schedule(binding, ts, last_ts)
-    want_order, want_bounds = rounds(binding, ts, last_ts)
-    assert bounds.tolist() == want_bounds.tolist()
-    if bounds.size == 2:  # one round: the same readings, in any order
-        assert sorted(order.tolist()) == sorted(want_order.tolist())
-    else:
-        assert order.tolist() == want_order.tolist()
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rules(), batches())
+def test_a_batch_in_one_call_equals_its_readings_one_at_a_time(rule_list: list[Rule], work: list[Batch]) -> None:
+    """The kernel evaluates a batch as `bound_readings` orders it (each binding's readings in
+    (ts, row) order, channels interleaved, rows without a binding, late readings): the same
+    findings and state as feeding the readings one batch each in that order."""
+    whole = ChangeDetector.from_rules(CATALOGUE, rule_list)
+    single_readings = ChangeDetector.from_rules(CATALOGUE, rule_list)
+    for batch in work:
+        got = whole.update(batch)
+        parts = []
+        for row in np.lexsort((np.arange(len(batch)), batch.ts)):  # time order, ties in row order
+            parts.append(single_readings.update(Batch(batch.channel[row:row + 1], batch.ts[row:row + 1],
+                                                      batch.value[row:row + 1])))
+        want = [r for part in parts for r in rows(part)]
+        assert rows(got) == sorted(want, key=lambda r: r[0])  # stable: (binding, ts)
+        for name in ("_level", "_since", "_last_ts", "_count", "_mean", "_var", "_upper", "_lower", "_ewma",
+                     "_stat", "_value"):
+            assert np.array_equal(getattr(whole, name), getattr(single_readings, name), equal_nan=True), name
+
+
+def test_restore_checks_like_the_threshold_detector() -> None:
+    det = single(change_rule(levels={"yellow": 5.0, "red": 12.0}))
+    with pytest.raises(ValueError, match="level 3 is not defined"):
+        det.restore(0, 3, T0, T0)
+    with pytest.raises(ValueError, match="after last_ts"):
+        det.restore(0, 2, T0 + 1, T0)
+    with pytest.raises(IndexError):
+        det.restore(1, 0, T0, T0)
+    det.restore(0, 4, T0 - 5000, T0)
+    assert det.level().tolist() == [4]
+    assert det._since[0:4].tolist() == [T0 - 5000] * 4 and det._last_ts[0] == T0
+    det.restore(0, 0, T0, T0 + 10)
+    assert det.level().tolist() == [0] and det._since[0:4].tolist() == [np.iinfo(np.int64).max] * 4
