@@ -256,9 +256,11 @@ class _TimeOrder:
             ref() is array for ref, array in zip(self._sources, (channel, ts, value), strict=True))
 
 
-#: The time order of the latest batch (one suffices: a batch passes through all detectors
-#: before the next), keyed by the identity of its arrays as `_latest` is.
-_latest_order: _TimeOrder | None = None
+#: The orders of the latest batches, newest first, keyed by the identity of their arrays as
+#: `_latest` is. A batch passes through all detectors before the next, but a detector's
+#: LevelMachine orders its own small batches of statistics in between, so a few are kept.
+_recent_orders: list[_TimeOrder] = []
+_RECENT = 4
 
 
 def bound_readings(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray
@@ -268,12 +270,14 @@ def bound_readings(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, val
     skips those older than its binding's newest evaluated ts. With one binding per channel at
     most (`BindingIndex.direct`), rows of channels without a binding have binding -1, which
     kernels skip too. The arrays may be read-only and shared with other detectors."""
-    global _latest_order
+    global _recent_orders
     channel = np.asarray(channel, np.int32)
     ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
-    latest = _latest_order
-    if latest is None or not latest.of(channel, ts, value, index.n_channels):
-        latest = _latest_order = _TimeOrder(channel, ts, value, index.n_channels)
+    recent = _recent_orders  # one read: another thread may replace the list, which only costs a recompute
+    latest = next((order for order in recent if order.of(channel, ts, value, index.n_channels)), None)
+    if latest is None:
+        latest = _TimeOrder(channel, ts, value, index.n_channels)
+        _recent_orders = [latest, *recent[:_RECENT - 1]]
     if index.direct is not None:
         return index.direct[latest.channel], latest.ts, latest.value
     binding, row = index.expand(latest.channel)

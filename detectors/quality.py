@@ -30,13 +30,16 @@ binding becomes faulty on a faulty reading and stays faulty until ``clear_after`
 readings in a row. The 0/1 faulty flag drives a LevelMachine with
 ``flag_threshold(spec.level)``, which gives the alert its level and findings.
 
-Ordering is that of every detector (`detectors.batching.rounds`): a binding's readings in
-(ts, batch row) order, readings older than the newest evaluated one skipped.
+Ordering is that of every detector: a binding's readings in (ts, batch row) order, readings
+older than the newest evaluated one skipped (equal ts is evaluated).
 
-Evaluation: a round's readings (distinct bindings) go to one call of the C kernel
-`detectors._quality_kernel` (``quality_kernel.c``), a loop over the readings that reads like
-the reference and updates the state arrays in place; array code would need dozens of passes
-per round. It does the reference's double-precision operations in the same order (built
+Evaluation: the whole batch, as `detectors.batching.bound_readings` gives it (each binding's
+readings in that order, late ones included, binding -1 for rows without one), goes to one call
+of the C kernel `detectors._quality_kernel` (``quality_kernel.c``). It groups the readings by
+binding, skips late ones and rows without a binding, runs a loop over each binding's readings
+that reads like the reference, updates the state arrays in place, and reports the readings
+that changed a binding's faulty flag, with the new flag; array code would need dozens of
+passes per reading. It does the reference's double-precision operations in the same order (built
 without fused multiply-add) and keeps each spike window in the order a stable sort gives
 (`SpikeWindows`), so the two agree bit for bit.
 """
@@ -49,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors import _quality_kernel
-from detectors.batching import BindingIndex, each_round
+from detectors.batching import BindingIndex, bound_readings
 from detectors.formatting import format_number, with_unit
 from detectors.level_machine import LevelMachine, flag_threshold
 from detectors.threshold import Binding, ThresholdFindings, bind_rules, empty_findings
@@ -184,28 +187,23 @@ class QualityDetector:
         """Evaluate a batch; fault level changes in (binding, ts) order."""
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
-        streams, stamps, flags = [], [], []
+        binding, ts, value = bound_readings(self._index, batch.channel, batch.ts, batch.value)
+        # Only flag changes go to the level machine: with one level, clear 1.0 and no hold its
+        # level is the flag itself, so the readings in between change nothing (same findings and
+        # `since` as feeding every reading, which the reference does).
+        moved, flag = np.empty(binding.size, np.intp), np.empty(binding.size)
         spikes = self._windows
-        for b, t, v in each_round(self._index, batch.channel, batch.ts, batch.value, self._last_ts):
-            # Only flag changes go to the level machine: with one level, clear 1.0 and no hold
-            # its level is the flag itself, so the readings in between change nothing (same
-            # findings and `since` as feeding every reading, which the reference does).
-            moved = np.empty(b.size, np.intp)
-            moved = moved[:_quality_kernel.evaluate(b, t, v, moved, *self._kernel_arrays, spikes.held, spikes.next,
-                                                    spikes.values, spikes.slots)]
-            if moved.size:
-                stream = b[moved]
-                streams.append(stream)
-                stamps.append(t[moved])
-                flags.append(self._faulty[stream].astype(np.float64))
-        if not streams:
+        n_moved = _quality_kernel.evaluate(binding, ts, value, moved, flag, *self._kernel_arrays, spikes.held,
+                                           spikes.next, spikes.values, spikes.slots)
+        if n_moved == 0:
             return empty_findings()
-        stream, flag = np.concatenate(streams), np.concatenate(flags)
+        moved, flag = moved[:n_moved], flag[:n_moved]
+        stream = binding[moved].astype(np.intp)
         # Keep the per-channel flag: +1 for a binding that became faulty, -1 for one that cleared.
         channel = self._channel[stream]
         np.add.at(self._faulty_bindings, channel, np.where(flag > 0, 1, -1).astype(np.int32))
         self._faulty_channel[channel] = self._faulty_bindings[channel] > 0
-        return self._machine.update(stream, np.concatenate(stamps), flag)
+        return self._machine.update(stream, ts[moved], flag)
 
     # -- fault state for the pipeline ------------------------------------------------------------
 

@@ -12,12 +12,13 @@ the readings no older than the rule's window (seconds, so irregular sampling wor
   value gets there: the early warning "orange in 6 min".
 
 Both feed their statistic (slope per minute, or the forecast level number) into a
-LevelMachine, so hysteresis, hold times and findings work as for thresholds. Evaluation is
-round by round over a batch (see detectors.batching): the per-reading work of a round - the
-window, its moments, the slope and the forecast - is one call of the C kernel
-`detectors._trend_kernel` (trend_kernel.c), a loop over the round's readings that updates
-this detector's state arrays in place and returns each reading's statistic; the level machine
-then runs once over the batch's statistics. `trend_reference` is the per-reading
+LevelMachine, so hysteresis, hold times and findings work as for thresholds. A batch is
+evaluated in one call of the C kernel `detectors._trend_kernel` (trend_kernel.c) over
+`detectors.batching.bound_readings`: every reading with each binding's in (ts, batch row)
+order; the kernel skips late readings (older than the binding's newest evaluated one; equal
+ts is evaluated) and rows without a binding. Per reading it does the window, its moments, the
+slope and the forecast, updating this detector's state arrays in place and returning each
+reading's statistic; the level machine then runs once over the batch's statistics. `trend_reference` is the per-reading
 specification.
 
 The window is kept as running moments, not re-summed: per binding the count, the means of t
@@ -40,7 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors import _trend_kernel
-from detectors.batching import BindingIndex, each_round
+from detectors.batching import BindingIndex, bound_readings
 from detectors.level_machine import LevelMachine
 from detectors.threshold import Binding, ThresholdFindings, empty_findings
 from ingest.batch import Batch
@@ -151,17 +152,14 @@ class TrendDetector:
         feed = (self._machine.level() > 0) | self._hot
         # The arrays the kernel reads and updates, in the order it names them.
         state = tuple(getattr(self, name) for name in _trend_kernel.FIELDS)
-        # The rounds only put each binding's readings in time order: the kernel takes them all
-        # at once. It also marks `_hot` (NaN, no slope yet, is skipped by the machine and leaves
-        # a pending run pending: only a finite statistic replaces the last one) and `feed`.
-        rounds = list(each_round(self._index, batch.channel, batch.ts, batch.value, self._last_ts))
-        if not rounds:
-            return empty_findings()
-        stream, stamp, value = (parts[0] if len(parts) == 1 else np.concatenate(parts)
-                                for parts in zip(*rounds, strict=True))
+        # Every reading of the batch in one call, each binding's in time order: the kernel skips
+        # late ones and rows without a binding (statistic NaN), marks `_hot` (NaN, no slope yet,
+        # is skipped by the machine and leaves a pending run pending: only a finite statistic
+        # replaces the last one) and `feed`.
+        stream, stamp, value = bound_readings(self._index, batch.channel, batch.ts, batch.value)
         stat = np.empty(stream.size)
         _trend_kernel.advance(state, self._origin_ms, self._capacity, stream, stamp, value, stat, feed)
-        keep = np.flatnonzero(feed[stream])
+        keep = np.flatnonzero(feed[stream] & (stream >= 0))
         if keep.size == 0:
             return empty_findings()
         found = self._machine.update(stream[keep], stamp[keep], stat[keep])

@@ -1,7 +1,10 @@
 /* The trend detector's per-reading work: sliding window, running moments, slope, forecast.
  *
  * `detectors/trend.py` keeps all state in numpy arrays and calls `advance` once per batch with
- * its readings expanded to bindings, each binding's in time order; the loop below is
+ * its readings expanded to bindings (`detectors.batching.bound_readings`: each binding's in
+ * (ts, row) order, binding -1 for a row without one, late readings included); readings without
+ * a binding, and late ones (older than the binding's newest evaluated ts; equal ts is
+ * evaluated), are skipped with a NaN statistic. For every other reading the loop below is
  * `trend_reference.statistic` for one reading, except that the window is kept as running
  * moments instead of re-summed
  * (see trend.py's module docstring for the rules: Welford add and remove, exact re-summing,
@@ -138,7 +141,7 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
     double *next_eta_s = borrow(&arrays, FIELD(NEXT_ETA_S), "next_eta_s", 'f', 8, n, WRITE);
     uint8_t *hot = borrow(&arrays, FIELD(HOT), "hot", 'b', 1, n, WRITE);
 #undef FIELD
-    const int64_t *binding = borrow(&arrays, args[3], "binding", 'i', 8, -1, READ);
+    const int32_t *binding = borrow(&arrays, args[3], "binding", 'i', 4, -1, READ);
     Py_ssize_t m = arrays.failed ? 0 : borrowed_length(&arrays);
     const int64_t *ts = borrow(&arrays, args[4], "ts", 'i', 8, m, READ);
     const double *value = borrow(&arrays, args[5], "value", 'f', 8, m, READ);
@@ -152,9 +155,13 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
      * stay in range too. */
     for (Py_ssize_t i = 0; i < m; i++) {
         int64_t b = binding[i];
-        if (b < 0 || b >= n) {
-            PyErr_Format(PyExc_ValueError, "binding %lld outside 0..%zd", (long long)b, n - 1);
+        if (b < -1 || b >= n) {
+            PyErr_Format(PyExc_ValueError, "binding %lld outside -1..%zd", (long long)b, n - 1);
             return give_back(&arrays), NULL;
+        }
+        if (b < 0) {
+            statistic[i] = NAN;  /* no binding: not evaluated */
+            continue;
         }
         int64_t span = max_points[b];
         if (span < 1 || span > capacity || head[b] < 0 || head[b] >= span || live[b] < 0 || live[b] > span) {
@@ -175,13 +182,16 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
         give_back(&arrays);
         return PyErr_NoMemory();
     }
-    for (Py_ssize_t i = 0; i < m; i++) start[binding[i] + 1]++;
+    for (Py_ssize_t i = 0; i < m; i++) start[binding[i] + 1] += binding[i] >= 0;
     for (Py_ssize_t b = 0; b < n; b++) start[b + 1] += start[b];
-    for (Py_ssize_t i = 0; i < m; i++) order[start[binding[i]]++] = i;
+    Py_ssize_t bound = start[n];
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (binding[i] >= 0) order[start[binding[i]]++] = i;
+    }
 
-    for (Py_ssize_t j = 0; j < m; j++) {
+    for (Py_ssize_t j = 0; j < bound; j++) {
         Py_ssize_t i = order[j];
-        if (j + PREFETCH_AHEAD < m) {
+        if (j + PREFETCH_AHEAD < bound) {
             /* A binding's readings are one per round, far apart in the arguments: more streams
              * than the hardware prefetcher follows. */
             Py_ssize_t ahead = order[j + PREFETCH_AHEAD];
@@ -191,6 +201,11 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
             __builtin_prefetch(statistic + ahead, 1);
         }
         int64_t b = binding[i];
+        if (ts[i] < last_ts[b]) {
+            /* Late: older than a reading already evaluated; not evaluated (no statistic). */
+            statistic[i] = NAN;
+            continue;
+        }
         /* ts - origin as numpy computes it: int64 arithmetic wrapping around, not undefined */
         double t = (double)(int64_t)((uint64_t)ts[i] - (uint64_t)origin_ms) / 1000.0, v = value[i];
         int64_t span = max_points[b];
@@ -285,7 +300,8 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
 static PyMethodDef methods[] = {
     {"advance", (PyCFunction)(void (*)(void))advance, METH_FASTCALL,
      "advance(state, origin_ms, capacity, binding, ts, value, statistic, feed)\n\n"
-     "Append each reading to its binding's window (a binding's readings in time order) and\n"
+     "Append each reading to its binding's window (a binding's readings in time order; binding -1\n"
+     "and readings older than the binding's last_ts are skipped, statistic NaN) and\n"
      "compute its statistic (slope per\n"
      "minute times the direction, or the forecast level; NaN without a slope) into\n"
      "`statistic`, updating the state arrays (the tuple named by FIELDS) in place and marking\n"

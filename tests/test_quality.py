@@ -225,8 +225,8 @@ def kernel_call(det: QualityDetector, binding: np.ndarray, ts: np.ndarray | None
                 value: np.ndarray | None = None, arrays: tuple | None = None) -> int:
     ts = np.full(binding.size, T0, np.int64) if ts is None else ts
     value = np.ones(binding.size) if value is None else value
-    moved = np.empty(binding.size, np.intp)
-    return _quality_kernel.evaluate(binding, ts, value, moved, *(arrays or kernel_arrays(det)))
+    moved, flag = np.empty(binding.size, np.intp), np.empty(binding.size)
+    return _quality_kernel.evaluate(binding, ts, value, moved, flag, *(arrays or kernel_arrays(det)))
 
 
 def kernel_arrays(det: QualityDetector) -> tuple[np.ndarray, ...]:
@@ -236,11 +236,13 @@ def kernel_arrays(det: QualityDetector) -> tuple[np.ndarray, ...]:
 
 def test_kernel_refuses_wrong_dtype_length_and_bindings_and_changes_nothing() -> None:
     det = QualityDetector.from_rules(make_catalogue(3), [quality_rule(range_max=10.0, spike_window=4)])
-    one = np.array([1], np.intp)
+    one = np.array([1], np.int32)
     assert kernel_call(det, one, value=np.array([50.0])) == 1  # well-formed: binding 1 becomes faulty
     assert det._faulty.tolist() == [False, True, False]
     before = [a.copy() for a in kernel_arrays(det)]
     arrays = list(kernel_arrays(det))
+    with pytest.raises(ValueError, match="binding"):
+        kernel_call(det, one.astype(np.intp))
     with pytest.raises(ValueError, match="value"):
         kernel_call(det, one, value=np.array([50.0], np.float32))
     with pytest.raises(ValueError, match="ts: expected 1 elements, got 2"):
@@ -254,19 +256,38 @@ def test_kernel_refuses_wrong_dtype_length_and_bindings_and_changes_nothing() ->
     with pytest.raises(ValueError, match="last_ts"):
         kernel_call(det, one, arrays=tuple(arrays[:10] + [read_only] + arrays[11:]))
     with pytest.raises(ValueError, match="binding 3"):
-        kernel_call(det, np.array([0, 3], np.intp))
-    with pytest.raises(ValueError, match="binding -1"):
-        kernel_call(det, np.array([-1], np.intp))
+        kernel_call(det, np.array([0, 3], np.int32))
+    with pytest.raises(ValueError, match="binding -2"):
+        kernel_call(det, np.array([-1, -2], np.int32))
     with pytest.raises(ValueError, match="spike window"):  # a window that would end past the buffer
-        kernel_call(det, np.array([0, 2], np.intp), arrays=tuple(arrays[:8] + [np.array([4, 4, 5], np.int32)]
-                                                                 + arrays[9:]))
+        kernel_call(det, np.array([0, 2], np.int32), arrays=tuple(arrays[:8] + [np.array([4, 4, 5], np.int32)]
+                                                                + arrays[9:]))
     wrapped = arrays[23].copy()
     wrapped[0] = 4  # the next ring slot of binding 0, past its 4-reading window
     with pytest.raises(ValueError, match="binding 0: spike window"):
-        kernel_call(det, np.array([0], np.intp), arrays=tuple(arrays[:23] + [wrapped] + arrays[24:]))
+        kernel_call(det, np.array([0], np.int32), arrays=tuple(arrays[:23] + [wrapped] + arrays[24:]))
     with pytest.raises(ValueError, match="moved"):
-        _quality_kernel.evaluate(one, np.full(1, T0), np.ones(1), np.empty(0, np.intp), *kernel_arrays(det))
+        _quality_kernel.evaluate(one, np.full(1, T0), np.ones(1), np.empty(0, np.intp), np.empty(1),
+                                 *kernel_arrays(det))
+    with pytest.raises(ValueError, match="flag"):
+        _quality_kernel.evaluate(one, np.full(1, T0), np.ones(1), np.empty(1, np.intp), np.empty(0),
+                                 *kernel_arrays(det))
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(kernel_arrays(det), before, strict=True))
+
+
+def test_kernel_skips_unbound_and_late_readings_and_reports_each_flag_change() -> None:
+    det = QualityDetector.from_rules(make_catalogue(2), [quality_rule(range_max=10.0, clear_after=1)])
+    binding = np.array([-1, 0, 1, 0, 0, 0, -1], np.int32)
+    ts = T0 + np.array([0, 1, 1, 2, 1, 3, 9], np.int64) * 1000  # binding 0's reading at 1 s comes late
+    value = np.array([50.0, 50.0, 1.0, 1.0, 50.0, 50.0, 50.0])
+    moved, flag = np.full(7, -9, np.intp), np.full(7, -9.0)
+    n_moved = _quality_kernel.evaluate(binding, ts, value, moved, flag, *kernel_arrays(det))
+    # Binding 0 became faulty, cleared and became faulty again; its late reading and the rows
+    # without a binding were not evaluated.
+    assert n_moved == 3
+    assert moved[:3].tolist() == [1, 3, 5] and flag[:3].tolist() == [1.0, 0.0, 1.0]
+    assert det._last_ts.tolist() == [T0 + 3000, T0 + 1000]
+    assert det._faulty.tolist() == [True, False]
 
 
 # -- vectorised == reference ---------------------------------------------------------------------

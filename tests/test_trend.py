@@ -214,27 +214,44 @@ def test_the_kernel_refuses_arrays_it_would_read_or_write_out_of_range():
 
     before = [array.copy() for array in state]
     with pytest.raises(ValueError, match="binding 4 outside"):
-        advance(np.array([0, n], np.intp))
-    with pytest.raises(ValueError, match="binding -1 outside"):
-        advance(np.array([-1], np.intp))
+        advance(np.array([0, n], np.int32))
+    with pytest.raises(ValueError, match="binding -2 outside"):
+        advance(np.array([-1, -2], np.int32))
+    with pytest.raises(ValueError, match="binding"):
+        advance(np.array([0], np.intp))
     with pytest.raises(ValueError, match="ts"):
-        advance(np.array([0], np.intp), ts=np.full(1, 1000, np.int32))
+        advance(np.array([0], np.int32), ts=np.full(1, 1000, np.int32))
     with pytest.raises(ValueError, match="value: expected 2 elements"):
-        advance(np.array([0, 1], np.intp), value=np.ones(3))
+        advance(np.array([0, 1], np.int32), value=np.ones(3))
     with pytest.raises(ValueError, match="statistic"):
-        advance(np.array([0], np.intp), statistic=np.empty(1, np.float32))
+        advance(np.array([0], np.int32), statistic=np.empty(1, np.float32))
     with pytest.raises(ValueError, match="feed"):
-        advance(np.array([0], np.intp), feed=np.zeros(n + 1, bool))
+        advance(np.array([0], np.int32), feed=np.zeros(n + 1, bool))
     short = list(state)
     short[_trend_kernel.FIELDS.index("_t")] = detector._t[:-1]
     with pytest.raises(ValueError, match="t: expected"):
-        advance(np.array([0], np.intp), state=tuple(short))
+        advance(np.array([0], np.int32), state=tuple(short))
     # A ring position outside its ring (a corrupted head) is refused before anything is written.
     detector._head[1] = detector._max_points[1]
     with pytest.raises(ValueError, match="binding 1: ring"):
-        advance(np.array([0, 1], np.intp))
+        advance(np.array([0, 1], np.int32))
     detector._head[1] = before[_trend_kernel.FIELDS.index("_head")][1]
     for name, array, copy in zip(_trend_kernel.FIELDS, state, before, strict=True):
         np.testing.assert_array_equal(array, copy, err_msg=name)
-    advance(np.array([0, 1], np.intp))  # the same arguments, in range, are taken
+    advance(np.array([0, 1], np.int32))  # the same arguments, in range, are taken
     assert detector._live[0] == 2
+
+
+def test_the_kernel_skips_rows_without_a_binding_and_late_readings():
+    detector, _, _ = detector_and_catalogue()
+    detector.update(batch([(0, T0, 1.0), (1, T0, 2.0)]))
+    state = tuple(getattr(detector, name) for name in _trend_kernel.FIELDS)
+    n = len(detector.bindings)
+    binding = np.array([-1, 0, 0, 0], np.int32)
+    ts = np.array([T0 + 9000, T0 + 2000, T0 + 1000, T0 + 2000], np.int64)  # T0 + 1000 comes late
+    statistic = np.zeros(4)
+    _trend_kernel.advance(state, detector._origin_ms, detector._capacity, binding, ts, np.ones(4), statistic,
+                          np.zeros(n, bool))
+    assert np.isnan(statistic[0]) and np.isnan(statistic[2])
+    assert detector._live[0] == 3  # the first reading, then the two at T0 + 2000: equal ts is evaluated
+    assert detector._last_ts[0] == T0 + 2000
