@@ -126,7 +126,7 @@ class QualityDetector:
         self._stuck_tol = np.array([s.stuck_tolerance for s in specs], np.float64)
         self._spike_threshold = np.array([s.spike_threshold for s in specs], np.float64)
         #: float64 - |dv/dt| limit per second; inf = no rate check
-        self._max_rate = np.array([np.inf if s.max_rate_per_s is None else s.max_rate_per_s for s in specs])
+        self._max_rate = np.array([np.inf if s.max_rate_per_s is None else s.max_rate_per_s for s in specs], np.float64)
         self._clear_after = np.array([s.clear_after for s in specs], np.int32)
         self._suppress = np.array([s.on_fault == "suppress" for s in specs], bool)
         #: int32 - readings in the spike window, 0 = no spike check

@@ -47,12 +47,6 @@
 /* Fault codes (quality.FAULTS); the first that fires is reported. */
 enum { NO_FAULT = 0, OUT_OF_RANGE = 1, SPIKE = 2, RATE = 3, STUCK = 4 };
 #define N_ARGS 31
-/* Bindings per block of the grouping by binding (see `evaluate`): a block's readings and state
- * fit in the L2 cache. */
-#ifndef BLOCK
-#define BLOCK 1024
-#endif
-
 /* a - b for epoch ms, wrapping like numpy's int64 instead of overflowing (undefined in C). */
 static inline int64_t elapsed(int64_t a, int64_t b) {
     return (int64_t)((uint64_t)a - (uint64_t)b);
@@ -310,60 +304,23 @@ static PyObject *evaluate(PyObject *self, PyObject *const *args, Py_ssize_t narg
         }
     }
 
-    /* The readings are taken binding by binding, so a binding's state is loaded once per batch
-     * (not once per reading: in batch order each reading's state is a cache miss in each of
-     * some 25 arrays) and the bindings in the order of the state arrays, which the hardware
-     * prefetcher follows. The grouping is two stable counting sorts: by block of BLOCK
-     * bindings into one buffer, each block's readings streaming to its own part of it (a
-     * direct sort by binding scatters to 100,000 places: a cache and TLB miss per reading,
-     * most of the kernel's time on a batch of 1,000,000), then each block by binding within
-     * it, in cache. */
-    Py_ssize_t n_blocks = n / BLOCK + 1;
-    Py_ssize_t *block_end = PyMem_Calloc((size_t)n_blocks + 1, sizeof *block_end);
-    Reading *bucketed = PyMem_Malloc((m ? (size_t)m : 1) * sizeof *bucketed);
-    Reading *grouped = NULL;
-    int32_t *binding_end = PyMem_Malloc((BLOCK + 1) * sizeof *binding_end);
-    if (block_end == NULL || bucketed == NULL || binding_end == NULL) goto no_memory;
-    for (Py_ssize_t r = 0; r < m; r++) block_end[binding[r] / BLOCK + 1] += binding[r] >= 0;
-    Py_ssize_t largest = 0;
-    for (Py_ssize_t k = 0; k < n_blocks; k++) {
-        largest = block_end[k + 1] > largest ? block_end[k + 1] : largest;
-        block_end[k + 1] += block_end[k];
-    }
-    for (Py_ssize_t r = 0; r < m; r++) {
+    /* The readings are taken a run of one binding at a time, so a binding's state is loaded
+     * once per run, not once per reading. `detectors.batching.bound_readings` groups a batch
+     * by channel, so with one binding per channel a run is all of the binding's readings, and
+     * the runs follow the order of the state arrays, which the hardware prefetcher follows. A
+     * long run is taken in pieces of RUN readings (the state is stored between them). */
+    enum { RUN = 256 };
+    Reading run[RUN];
+    for (Py_ssize_t r = 0, end; r < m; r = end) {
         int32_t b = binding[r];
-        if (b >= 0) bucketed[block_end[b / BLOCK]++] = (Reading){ts[r], value[r], (int32_t)r, b};
-    }
-    /* block_end[k] is now the end of block k's readings, and the start of block k + 1's. */
-    grouped = PyMem_Malloc((largest ? (size_t)largest : 1) * sizeof *grouped);
-    if (grouped == NULL) goto no_memory;
-
-    for (Py_ssize_t k = 0, lo = 0; k < n_blocks; lo = block_end[k++]) {
-        Py_ssize_t hi = block_end[k], first = k * BLOCK, bindings = n - first < BLOCK ? n - first : BLOCK;
-        if (lo == hi) continue;
-        memset(binding_end, 0, (bindings + 1) * sizeof *binding_end);
-        for (Py_ssize_t i = lo; i < hi; i++) binding_end[bucketed[i].binding - first + 1]++;
-        for (Py_ssize_t i = 0; i < bindings; i++) binding_end[i + 1] += binding_end[i];
-        for (Py_ssize_t i = lo; i < hi; i++) grouped[binding_end[bucketed[i].binding - first]++] = bucketed[i];
-        for (Py_ssize_t i = 0, from = 0; i < bindings; from = binding_end[i++]) {
-            if (binding_end[i] > from) check(&d, first + i, grouped + from, binding_end[i] - from, &moves);
+        for (end = r + 1; end < m && end - r < RUN && binding[end] == b; end++) {
         }
+        if (b < 0) continue;
+        for (Py_ssize_t i = r; i < end; i++) run[i - r] = (Reading){ts[i], value[i], (int32_t)i, b};
+        check(&d, b, run, end - r, &moves);
     }
-
-    PyMem_Free(block_end);
-    PyMem_Free(bucketed);
-    PyMem_Free(grouped);
-    PyMem_Free(binding_end);
     give_back(&arrays);
     return PyLong_FromSsize_t(moves.count);
-
-no_memory:
-    PyMem_Free(block_end);
-    PyMem_Free(bucketed);
-    PyMem_Free(grouped);
-    PyMem_Free(binding_end);
-    give_back(&arrays);
-    return PyErr_NoMemory();
 }
 
 static PyMethodDef methods[] = {

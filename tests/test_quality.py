@@ -401,3 +401,19 @@ def test_vectorised_matches_reference_on_long_shuffled_feeds() -> None:
         kinds |= set(det._fault.tolist())
     assert raised > 10 and cleared > 10
     assert kinds >= {1, 2, 3, 4}  # every kind of fault occurred
+
+
+def test_a_binding_with_more_readings_than_one_kernel_run_matches_the_reference() -> None:
+    """The kernel takes a binding's readings in runs of at most 256; a batch of 1,000 readings
+    of one channel (spikes, a stuck stretch, out-of-range values) crosses several runs."""
+    rng = np.random.default_rng(11)
+    rule = quality_rule(range_min=-50, range_max=50, stuck_readings=20, spike_window=9, spike_threshold=5,
+                        max_rate_per_s=40, clear_after=3)
+    catalogue = make_catalogue()
+    det, ref = QualityDetector.from_rules(catalogue, [rule]), ReferenceQualityDetector.from_rules(catalogue, [rule])
+    value = rng.normal(0, 1, 1_000)
+    value[rng.random(1_000) < 0.02] = 30.0
+    value[400:430] = 1.5
+    value[700:703] = 90.0
+    found = assert_same(det, ref, series(value))
+    assert int(np.sum(found.level_after > 0)) >= 5 and set(det._fault.tolist()) - {0}
