@@ -37,7 +37,6 @@ static const char *const FIELD_NAMES[N_FIELDS] = {
 };
 
 #define N_LEVELS 4
-#define PREFETCH_AHEAD 16
 
 /* Running moments of one binding's window: count, means of t and v, co-moments. */
 typedef struct {
@@ -171,35 +170,11 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
         }
     }
 
-    /* The readings are taken binding by binding (a counting sort, stable, so each binding's
-     * readings stay in their order): a binding's state is then loaded from memory once per
-     * call rather than once per reading, and bindings are visited in the order of the state
-     * arrays, which the hardware prefetcher follows. */
-    Py_ssize_t *start = PyMem_Calloc(n + 1, sizeof *start), *order = PyMem_Malloc((m ? m : 1) * sizeof *order);
-    if (start == NULL || order == NULL) {
-        PyMem_Free(start);
-        PyMem_Free(order);
-        give_back(&arrays);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < m; i++) start[binding[i] + 1] += binding[i] >= 0;
-    for (Py_ssize_t b = 0; b < n; b++) start[b + 1] += start[b];
-    Py_ssize_t bound = start[n];
+    /* In the order given: `detectors.batching.bound_readings` groups a batch by channel, so a
+     * binding's readings come together and the bindings in the order of the state arrays,
+     * which the hardware prefetcher follows. */
     for (Py_ssize_t i = 0; i < m; i++) {
-        if (binding[i] >= 0) order[start[binding[i]]++] = i;
-    }
-
-    for (Py_ssize_t j = 0; j < bound; j++) {
-        Py_ssize_t i = order[j];
-        if (j + PREFETCH_AHEAD < bound) {
-            /* A binding's readings are one per round, far apart in the arguments: more streams
-             * than the hardware prefetcher follows. */
-            Py_ssize_t ahead = order[j + PREFETCH_AHEAD];
-            __builtin_prefetch(binding + ahead);
-            __builtin_prefetch(ts + ahead);
-            __builtin_prefetch(value + ahead);
-            __builtin_prefetch(statistic + ahead, 1);
-        }
+        if (binding[i] < 0) continue;
         int64_t b = binding[i];
         if (ts[i] < last_ts[b]) {
             /* Late: older than a reading already evaluated; not evaluated (no statistic). */
@@ -291,8 +266,6 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
             if (hot[b]) feed[b] = 1;
         }
     }
-    PyMem_Free(start);
-    PyMem_Free(order);
     give_back(&arrays);
     Py_RETURN_NONE;
 }
