@@ -46,6 +46,13 @@ typedef struct {
     int64_t started_at; /* since[lowest defined level]; for a clearing, its value before it */
 } LevelChange;
 
+/* Whether t - since >= hold, decided exactly like the reference's integers: t - since can
+ * exceed the int64 range for far-apart timestamps (signed overflow is undefined in C). */
+static inline int lasted(int64_t t, int64_t since, int64_t hold) {
+    if (t >= since) return hold <= 0 || (uint64_t)t - (uint64_t)since >= (uint64_t)hold;
+    return hold < 0 && (uint64_t)since - (uint64_t)t <= (uint64_t)0 - (uint64_t)hold;
+}
+
 /* Evaluate reading (t, v) of binding b under rule row `row`. Returns 1 and fills `change`
  * when the confirmed level changed, else 0. A NaN v reaches and holds nothing: callers that
  * mean "no verdict" must not call this. */
@@ -81,7 +88,7 @@ static inline int level_step(const LevelRules *rules, int64_t row, LevelState *s
     int new_level = 0;
     for (int n = 1; n <= candidate; n++) {
         if (isnan(limit[n - 1])) continue;
-        if (n <= current || (since[n - 1] != NO_SINCE && t - since[n - 1] >= rules->hold_ms[row])) new_level = n;
+        if (n <= current || (since[n - 1] != NO_SINCE && lasted(t, since[n - 1], rules->hold_ms[row]))) new_level = n;
     }
     if (new_level == current) return 0;
     change->before = (int8_t)current;

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.threshold import Binding, ThresholdDetector, ThresholdFindings
-from ingest.batch import Batch
 from lifeline.catalogue import Channel
 from lifeline.config import Rule, Threshold
 
@@ -34,8 +33,7 @@ class LevelMachine:
         keep = np.isfinite(value)
         if not keep.all():
             stream, ts, value = stream[keep], ts[keep], value[keep]
-        return self._machine.update(Batch(np.asarray(stream, np.int32), np.asarray(ts, np.int64),
-                                          np.asarray(value, np.float64)))
+        return self._machine.update_bindings(stream, ts, value)
 
     def level(self) -> np.ndarray:
         return self._machine.level()

@@ -1,8 +1,8 @@
-"""Vectorised multi-level threshold detector with hysteresis and hold time (CONTRACT §2, §3).
+"""Multi-level threshold detector with hysteresis and hold time (CONTRACT §2, §3).
 
 One *binding* is one threshold rule applied to one channel; all state lives in numpy arrays
-indexed by binding, and `ThresholdDetector.update` evaluates a whole `Batch` with array
-operations. `detectors.threshold_reference` implements exactly the same semantics one reading
+indexed by binding, and `ThresholdDetector.update` evaluates a whole `Batch` in one call to a
+C kernel. `detectors.threshold_reference` implements exactly the same semantics one reading
 at a time and is the readable specification; the tests check that the two agree.
 
 Semantics, per binding (levels 1..4 = blue, yellow, orange, red; a rule defines some of them):
@@ -31,19 +31,17 @@ a batch the readings of a binding are evaluated in (ts, batch row) order, and a 
 ts is older than the binding's ``last_ts`` (the newest ts evaluated in an earlier batch) is
 skipped; a reading with ts equal to ``last_ts`` is evaluated.
 
-Vectorisation: the rows of a batch are expanded to bindings (channel -> bindings through CSR
-offsets, or a direct map when no channel has several bindings), sorted stably by
-(binding, ts) and processed in *rounds*: round k evaluates the k-th reading of every binding
-that has at least k + 1 readings, for all those bindings at once. The number of Python
-iterations is therefore the largest number of readings any one binding has in the batch, not
-the number of readings. When every binding has at most one reading the batch is a single
-round and needs no (binding, ts) sort at all. Work arrays inside a round are level-major,
-shape (4, m), because numpy is much faster on four long rows than on m rows of four.
-
-Most readings are *quiet*: their binding is at level 0 with no run in progress and they raise
-no level, so they change nothing. A round evaluates only the others, and with several readings
-per binding the bindings quiet throughout the batch are set aside before the sort. Parameters
-are kept per distinct threshold (a rule's bindings share one row), state per binding.
+Evaluation: the batch is bound to bindings in evaluation order by
+`detectors.batching.bound_readings` (the rows in place when every channel's readings are
+already in time order, else sorted once per batch for all detectors), and one call to the C
+kernel `detectors/threshold_kernel.c` runs the state machine of `detectors/level_machine.h`
+(a transcription of the reference) over all of it, skipping late readings itself. Most readings
+are *quiet* - their binding is at level 0 with no run in progress and they reach no limit - and
+cost the kernel one comparison. It writes the level changes in evaluation order; they are few,
+and a stable sort by binding then gives (binding, ts) order. `update_bindings` takes readings
+already bound to bindings (the streams of a `LevelMachine`) and orders them itself, leaving the
+batch order that `bound_readings` shares between detectors alone. Parameters are kept per
+distinct threshold (a rule's bindings share one row), state per binding.
 """
 
 from __future__ import annotations
@@ -53,22 +51,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.batching import stable_argsort
+from detectors._order_kernel import by_channel
+from detectors._threshold_kernel import evaluate
+from detectors.batching import BindingIndex, bound_readings
 from detectors.formatting import format_number
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
 from lifeline.config import Rule
 from lifeline.levels import LEVEL_NUMBER, LEVELS, level_name
 
-#: `since` value meaning "no run in progress". The largest int64 is chosen so that the hold
-#: test ``since <= t - hold_ms`` is false for it without a separate mask.
+#: `since` value meaning "no run in progress" (NO_SINCE of level_machine.h).
 NO_SINCE = np.iinfo(np.int64).max
 #: `last_ts` of a binding that has evaluated nothing yet: no reading is late.
 NO_LAST_TS = np.iinfo(np.int64).min
 
 _N_LEVELS = len(LEVELS)
-#: (4, 1) int8 - level number of each row of the level-major (4, m) work arrays.
-_LEVEL = np.arange(1, _N_LEVELS + 1, dtype=np.int8)[:, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +128,6 @@ def empty_findings() -> ThresholdFindings:
     )
 
 
-
-
 def hold_ms(rule: Rule) -> int:
     """The rule's hold time in whole milliseconds."""
     return int(round(rule.threshold.hold_s * 1000))
@@ -172,7 +167,7 @@ class ThresholdDetector:
         # holds only the number of its row. That keeps the state near 50 bytes per binding.
         sets: dict[tuple, int] = {}
         rule_of = np.zeros(n, np.int32)
-        channel_of = np.zeros(n, np.int32)
+        channel_of = np.zeros(n, np.int64)
         for i, binding in enumerate(self.bindings):
             if binding.index != i:
                 raise ValueError(f"binding at position {i} has index {binding.index}")
@@ -202,7 +197,6 @@ class ThresholdDetector:
         margin = np.abs(limits)
         clear_value = np.where(above[:, None], limits - (1.0 - clear)[:, None] * margin,
                                limits + margin * (1.0 / clear - 1.0)[:, None])
-        sign = np.where(above, 1.0, -1.0)
 
         #: (bindings,) int32 - parameter set (row of the tables below) of each binding.
         self._rule = rule_of
@@ -210,47 +204,25 @@ class ThresholdDetector:
         self._limit = limits
         #: (sets, 4) float64 - clear value of each level, NaN where undefined.
         self._clear_value = clear_value
-        #: (sets,) float64 - +1 for "above", -1 for "below".
-        self._sign = sign
+        #: (sets,) bool - direction "above" (else "below").
+        self._above = above
         #: (sets,) int64 - hold time, ms.
         self._hold_ms = hold
-        #: (sets, 4) bool - which levels the rule defines.
-        self._defined = ~np.isnan(limits)
-        #: (sets,) intp - column of the lowest defined level (0 = blue).
-        self._lowest = np.argmax(self._defined, axis=1) if k else np.zeros(0, np.intp)
-        #: (8, sets) float64 - sign * limit in rows 0..3, sign * clear value in rows 4..7.
-        #: Both directions become ">=" tests on sign * value; negation is exact in IEEE
-        #: arithmetic, so ``-v >= -limit`` decides exactly as ``v <= limit``. NaN compares
-        #: false (undefined level). Level-major, like all per-round work arrays: numpy runs
-        #: (4, m) operations as four long loops but (m, 4) ones as m loops of length 4.
-        self._signed = np.ascontiguousarray((np.concatenate([limits, clear_value], axis=1) * sign[:, None]).T)
-        #: (sets,) float64 - the lowest signed limit: a signed value below it raises no level.
-        self._raise_floor = np.nanmin(self._signed[:_N_LEVELS], axis=0) if k else np.zeros(0)
+        #: (sets,) float64 - the value from which a reading raises some level: the lowest limit
+        #: ("above") or the highest ("below"). The kernel skips readings that reach none of a
+        #: binding at rest with one comparison.
+        self._reach = (np.where(above, np.nanmin(limits, axis=1), np.nanmax(limits, axis=1)) if k
+                       else np.zeros(0))
 
         #: (bindings,) int8 - confirmed level.
         self._level = np.zeros(n, np.int8)
         #: (bindings, 4) int64 - start (epoch ms) of the current run at or above each level,
-        #: NO_SINCE when none. Stored level-major (Fortran order): ``_since.T`` is C-contiguous.
-        self._since = np.full((_N_LEVELS, n), NO_SINCE, np.int64).T
-        #: (bindings,) int64 - newest ts evaluated in an earlier batch, epoch ms.
+        #: NO_SINCE when none. Binding-major, as level_machine.h reads it.
+        self._since = np.full((n, _N_LEVELS), NO_SINCE, np.int64)
+        #: (bindings,) int64 - newest ts evaluated, epoch ms.
         self._last_ts = np.full(n, NO_LAST_TS, np.int64)
-
-        per_channel = np.bincount(channel_of, minlength=self.n_channels)
-        #: (channels,) int32 - the one binding of each channel (-1 none), when no channel has
-        #: several: the common case, in which expanding a batch is one gather. Else None and
-        #: the CSR map below is used.
-        self._direct: np.ndarray | None = None
-        #: CSR map channel -> bindings: those of channel c are _csr[_offsets[c]:_offsets[c+1]];
-        #: the stable sort keeps rule order within a channel. Only when `_direct` is None.
-        self._offsets: np.ndarray | None = None
-        self._csr: np.ndarray | None = None
-        if n == 0 or per_channel.max() <= 1:
-            self._direct = np.full(self.n_channels, -1, np.int32)
-            self._direct[channel_of] = np.arange(n, dtype=np.int32)
-        else:
-            self._offsets = np.zeros(self.n_channels + 1, np.int64)
-            np.cumsum(per_channel, out=self._offsets[1:])
-            self._csr = np.argsort(channel_of, kind="stable")
+        #: channel -> bindings, for `bound_readings`.
+        self._index = BindingIndex(channel_of, self.n_channels)
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ThresholdDetector:
@@ -279,7 +251,7 @@ class ThresholdDetector:
         """
         if not 0 <= binding < len(self.bindings):
             raise IndexError(f"binding {binding} outside 0..{len(self.bindings) - 1}")
-        if level != 0 and not (1 <= level <= _N_LEVELS and self._defined[self._rule[binding], level - 1]):
+        if level != 0 and not (1 <= level <= _N_LEVELS and not np.isnan(self._limit[self._rule[binding], level - 1])):
             raise ValueError(f"level {level} is not defined by rule {self.bindings[binding].rule.id!r}")
         if level != 0 and started_at > last_ts:
             raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
@@ -310,180 +282,66 @@ class ThresholdDetector:
         """Evaluate a batch; returns the level changes it caused (see the module docstring)."""
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
-        binding, row = self._expand(np.asarray(batch.channel))
-        ts, value = np.asarray(batch.ts, np.int64), np.asarray(batch.value, np.float64)
-        if row is not None:
-            ts, value = ts[row], value[row]
-        on_time = ts >= self._last_ts[binding]
-        if not on_time.all():
-            binding, ts, value = binding[on_time], ts[on_time], value[on_time]
-        if binding.size == 0:
+        return self._evaluate(*bound_readings(self._index, batch.channel, batch.ts, batch.value))
+
+    def update_bindings(self, binding: np.ndarray, ts: np.ndarray, value: np.ndarray) -> ThresholdFindings:
+        """`update` for readings already bound: row i is a reading of binding ``binding[i]``.
+
+        For a caller that derives its own streams of values (`LevelMachine`): the rows need
+        not be in time order, and unlike `update` this leaves the batch order shared through
+        `bound_readings` alone.
+        """
+        binding = np.asarray(binding, np.int32)
+        ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
+        if binding.size == 0 or not self.bindings:
             return empty_findings()
+        if binding.min() < 0 or binding.max() >= len(self.bindings):
+            raise ValueError(f"binding numbers must be in 0..{len(self.bindings) - 1}")
+        if binding.size > 1 and not (np.diff(binding) > 0).all():
+            # Not one reading per binding in binding order (the usual feed): put each binding's
+            # readings in (ts, row) order, grouped by binding so that the kernel's state
+            # accesses are sequential. A counting sort costs a pass over the bindings, so a
+            # few readings are sorted outright.
+            order = None
+            if binding.size >= len(self.bindings) // 8:
+                order = np.empty(binding.size, np.intp)
+                if not by_channel(binding, ts, len(self.bindings), order)[1]:
+                    order = None  # some binding goes back in time
+            if order is None:
+                order = np.lexsort((ts, binding))
+            binding, ts, value = binding[order], ts[order], value[order]
+        return self._evaluate(binding, ts, value)
 
-        counts = np.bincount(binding, minlength=len(self.bindings))
-        if counts.max() <= 1:
-            # At most one reading per binding: the whole batch is a single round. It is
-            # evaluated in batch order (most of its readings are quiet, skipped at once by
-            # `_round`) and the few level changes are then put in binding order.
-            self._last_ts[binding] = ts
-            found = self._round(binding, ts, value)
-            return empty_findings() if found is None else _take(found, np.argsort(found.binding, kind="stable"))
-
-        # Several readings per binding need the (binding, ts) sort below, which costs more than
-        # evaluating them. Set aside the quiet bindings first: at level 0, with no run in
-        # progress and no reading in the batch that raises a level (see `_round`), nothing
-        # happens to them but their last_ts.
-        rule = self._rule[binding]
-        live = (self._level > 0) | (self._since.T[0] != NO_SINCE)
-        live[binding[value * self._sign[rule] >= self._raise_floor[rule]]] = True
-        keep = live[binding]
-        if not keep.all():
-            quiet = ~keep
-            np.maximum.at(self._last_ts, binding[quiet], ts[quiet])
-            binding, ts, value = binding[keep], ts[keep], value[keep]
-            if binding.size == 0:
-                return empty_findings()
-        order = stable_argsort(binding, len(self.bindings))
-        sorted_binding, sorted_ts = binding[order], ts[order]
-        same = sorted_binding[1:] == sorted_binding[:-1]
-        if np.any(same & (sorted_ts[1:] < sorted_ts[:-1])):
-            # Rare: some channel's readings are out of time order within the batch. The sorted
-            # bindings (and `same`) do not depend on the order of ties, only ts does.
-            order = np.lexsort((ts, binding))
-            sorted_ts = ts[order]
-        binding, ts, value = sorted_binding, sorted_ts, value[order]
-        # Rank of each reading within its binding = the round that evaluates it.
-        first = np.flatnonzero(np.r_[True, ~same])
-        lengths = np.diff(np.r_[first, binding.size])
-        rank = np.arange(binding.size) - np.repeat(first, lengths)
-        last = first + lengths - 1
-        self._last_ts[binding[last]] = ts[last]
-        # Round-major order; within a round bindings stay ascending and distinct.
-        by_round = stable_argsort(rank, int(lengths.max()))
-        binding, ts, value = binding[by_round], ts[by_round], value[by_round]
-        bounds = np.r_[0, np.cumsum(np.bincount(rank))]
+    def _evaluate(self, binding: np.ndarray, ts: np.ndarray, value: np.ndarray) -> ThresholdFindings:
+        """Run the kernel over bound readings (int32 binding, -1 none; each binding's in time order)."""
+        # Level changes are few: room for a fraction of the readings, made larger in the rare
+        # batch that needs more (the kernel stops where the rows run out).
+        capacity = binding.size if binding.size <= 4096 else 4096 + binding.size // 64
         parts = []
-        for k in range(bounds.size - 1):
-            part = slice(bounds[k], bounds[k + 1])
-            found = self._round(binding[part], ts[part], value[part])
-            if found is not None:
-                parts.append(found)
+        while True:
+            found = _empty_rows(capacity)
+            consumed, n_found = evaluate(
+                binding, ts, value, self._rule, self._limit.reshape(-1), self._clear_value.reshape(-1),
+                self._above, self._hold_ms, self._reach, self._level, self._since.reshape(-1), self._last_ts,
+                *found)
+            if n_found:
+                parts.append([column[:n_found] for column in found])
+            if consumed == binding.size:
+                break
+            binding, ts, value = binding[consumed:], ts[consumed:], value[consumed:]
+            capacity *= 4
         if not parts:
             return empty_findings()
-        # Rounds were appended in time order, so a stable sort on binding yields (binding, ts).
-        merged = _concat(parts)
-        return _take(merged, np.argsort(merged.binding, kind="stable"))
-
-    def _expand(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Batch rows -> (binding, row) pairs, rows ascending, bindings of a row in index order.
-
-        Returns
-        -------
-        binding : (k,) intp
-        row : (k,) intp, index into the batch; None when it would be ``arange(len(batch))``
-        """
-        n = channel.shape[0]
-        known: np.ndarray | None = None
-        if channel.min() < 0 or channel.max() >= self.n_channels:
-            known = (channel >= 0) & (channel < self.n_channels)
-            channel = np.where(known, channel, 0)
-        if self._direct is not None:
-            binding = self._direct[channel].astype(np.intp)
-            bound = binding >= 0 if known is None else (binding >= 0) & known
-            if bound.all():
-                return binding, None
-            row = np.flatnonzero(bound)
-            return binding[row], row
-        per_row = np.diff(self._offsets)[channel]
-        if known is not None:
-            per_row = np.where(known, per_row, 0)
-        row = np.repeat(np.arange(n), per_row)
-        # Position of each expanded pair within its row's run of bindings.
-        run_start = np.cumsum(per_row) - per_row
-        within = np.arange(row.size) - np.repeat(run_start, per_row)
-        binding = self._csr[self._offsets[channel[row]] + within]
-        return binding, row
-
-    def _round(self, b: np.ndarray, t: np.ndarray, v: np.ndarray) -> ThresholdFindings | None:
-        """Evaluate one reading for each of a set of distinct bindings and update their state.
-
-        Parameters
-        ----------
-        b : (m,) intp, distinct binding indexes (ascending is fastest)
-        t : (m,) int64, reading ts, epoch ms; not older than any `since` of the binding
-        v : (m,) float64, reading value
-
-        Returns
-        -------
-        The level changes, in the order of `b`, or None when there are none.
-        """
-        # Most readings are quiet: at level 0, with no run in progress (no `since` set: a run at
-        # any level sets that of level 1) and raising nothing. Such a reading changes nothing -
-        # the candidate is 0, so the level stays 0 and every `since` unset - and is skipped.
-        rule = np.take(self._rule, b)
-        signed = v * np.take(self._sign, rule)
-        active = np.flatnonzero((np.take(self._level, b) > 0) | (np.take(self._since.T[0], b) != NO_SINCE)
-                                | (signed >= np.take(self._raise_floor, rule)))
-        if active.size == 0:
-            return None
-        if active.size < b.size:
-            b, t, v, signed, rule = b[active], t[active], v[active], signed[active], rule[active]
-        signed_table = np.take(self._signed, rule, axis=1)
-        raised = _highest(signed >= signed_table[:_N_LEVELS])
-        held = _highest(signed >= signed_table[_N_LEVELS:])
-        before = np.take(self._level, b)
-        candidate = np.maximum(raised, np.minimum(held, before))
-
-        since_by_level = self._since.T
-        since_before = np.take(since_by_level, b, axis=1)
-        # A set `since` is never later than t (readings run in time order, late ones are
-        # dropped, restore checks started_at <= last_ts), so min() keeps it and starts an
-        # unset one (NO_SINCE is the largest int64) at t.
-        since = np.where(candidate >= _LEVEL, np.minimum(since_before, t), NO_SINCE)
-        # Levels up to min(before, candidate) need no hold. Above that a level is confirmed once
-        # its run is hold_ms old; `since` is NO_SINCE above the candidate, so that never
-        # exceeds it. The highest level passing the hold test is a defined one: an undefined
-        # level's run always began with that of the next defined level above it.
-        held_long = since <= t - np.take(self._hold_ms, rule)
-        after = np.maximum(np.minimum(before, candidate), _highest(held_long))
-
-        self._level[b] = after
-        for level_since, new_since in zip(since_by_level, since, strict=True):
-            level_since[b] = new_since  # row by row: 2x faster than since_by_level[:, b] = since
-        changed = np.flatnonzero(after != before)
-        if changed.size == 0:
-            return None
-        cb, c_rule = b[changed], rule[changed]
-        c_before, c_after = before[changed], after[changed]
-        shown = np.where(c_after > 0, c_after, c_before).astype(np.intp) - 1
-        lowest = self._lowest[c_rule]
-        started = np.where(c_after > 0, since[lowest, changed], since_before[lowest, changed])
-        return ThresholdFindings(
-            binding=cb.astype(np.int32),
-            ts=t[changed],
-            level_before=c_before,
-            level_after=c_after,
-            value=v[changed],
-            limit=self._limit[c_rule, shown],
-            started_at=started,
-        )
+        columns = parts[0] if len(parts) == 1 else [np.concatenate(c) for c in zip(*parts, strict=True)]
+        # Evaluation order is time order within each binding: a stable sort by binding gives
+        # (binding, ts) order.
+        order = np.argsort(columns[0], kind="stable")
+        return ThresholdFindings(*(column[order] for column in columns))
 
 
-def _highest(mask: np.ndarray) -> np.ndarray:
-    """(m,) int8 - highest level (1..4) whose row of a (4, m) bool mask is True, 0 if none."""
-    return np.max(mask.view(np.int8) * _LEVEL, axis=0)
+def _empty_rows(capacity: int) -> list[np.ndarray]:
+    """Uninitialised finding columns (ThresholdFindings' fields and dtypes) for the kernel."""
+    return [np.empty(capacity, dtype) for dtype in _DTYPES]
 
 
-
-
-def _concat(parts: list[ThresholdFindings]) -> ThresholdFindings:
-    if len(parts) == 1:
-        return parts[0]
-    return ThresholdFindings(*(np.concatenate([getattr(p, name) for p in parts]) for name in _FIELDS))
-
-
-def _take(findings: ThresholdFindings, order: np.ndarray) -> ThresholdFindings:
-    return ThresholdFindings(*(getattr(findings, name)[order] for name in _FIELDS))
-
-
-_FIELDS = ("binding", "ts", "level_before", "level_after", "value", "limit", "started_at")
+_DTYPES = (np.int32, np.int64, np.int8, np.int8, np.float64, np.float64, np.int64)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detectors import _threshold_kernel
 from detectors.batching import stable_argsort
 from detectors.threshold import (
     NO_SINCE,
@@ -422,3 +423,134 @@ def test_larger_random_batches_match_reference(shuffle: bool) -> None:
             order = np.argsort(ts, kind="stable")
             channel, ts, values = channel[order], ts[order], values[order]
         run_both(det, ref, Batch(channel, ts, values))
+
+
+# -- the C kernel ---------------------------------------------------------------------------------
+
+
+def kernel_args(det: ThresholdDetector, binding, ts, value, capacity: int = 8) -> list:
+    found = [np.empty(capacity, dtype) for dtype in DTYPES]
+    return [np.asarray(binding), np.asarray(ts), np.asarray(value), det._rule, det._limit.reshape(-1),
+            det._clear_value.reshape(-1), det._above, det._hold_ms, det._reach, det._level,
+            det._since.reshape(-1), det._last_ts, *found]
+
+
+def state_of(det: ThresholdDetector) -> tuple:
+    return det._level.copy(), det._since.copy(), det._last_ts.copy()
+
+
+def test_kernel_refuses_bad_arguments_and_leaves_the_state_alone() -> None:
+    catalogue = make_catalogue(2, ("m",))
+    det = ThresholdDetector.from_rules(catalogue, [rule(hold_s=1, yellow=10, red=20)])
+    det.update(series([15.0, 25.0]))  # some state to keep
+    before = state_of(det)
+    good = kernel_args(det, np.array([0, 1], np.int32), np.array([5000, 5000], np.int64), np.array([30.0, 30.0]))
+    bad_cases = {
+        "binding int64": (0, np.array([0, 1], np.int64)),
+        "binding past the end": (0, np.array([0, 2], np.int32)),
+        "binding below -1": (0, np.array([-2, 0], np.int32)),
+        "ts shorter": (1, np.array([5000], np.int64)),
+        "value float32": (2, np.array([30.0, 30.0], np.float32)),
+        "rule row past the table": (3, np.array([0, 1], np.int32)),
+        "rule table short": (3, np.zeros(1, np.int32)),
+        "limit not whole rows": (4, np.zeros(3)),
+        "above not bool": (6, np.ones(1, np.int8)),
+        "level outside 0..4": (9, np.array([0, 5], np.int8)),
+        "since too short": (10, np.full(4, NO_SINCE, np.int64)),
+        "state read-only": (11, np.full(2, -1, np.int64)),
+        "findings of unequal length": (13, np.empty(7, np.int64)),
+    }
+    for name, (position, array) in bad_cases.items():
+        if name == "state read-only":
+            array.flags.writeable = False
+        args = list(good)
+        args[position] = array
+        with pytest.raises(ValueError):
+            _threshold_kernel.evaluate(*args)
+        for got, want in zip(state_of(det), before, strict=True):
+            assert np.array_equal(got, want), name
+    shared = list(good)
+    shared[12] = shared[0]  # findings written over the binding numbers being read
+    with pytest.raises(ValueError):
+        _threshold_kernel.evaluate(*shared)
+    memory = np.zeros(8, np.uint8)  # valid rule rows and levels, but in the same bytes
+    shared = list(good)
+    shared[3], shared[9] = memory.view(np.int32), memory[:2].view(np.int8)
+    with pytest.raises(ValueError):
+        _threshold_kernel.evaluate(*shared)
+    shared[9] = np.zeros(2, np.int8)
+    shared[10], shared[11] = shared[10].copy(), shared[11].copy()
+    assert _threshold_kernel.evaluate(*shared) == (2, 1)  # apart, the same arrays are fine
+    for got, want in zip(state_of(det), before, strict=True):
+        assert np.array_equal(got, want)
+    assert _threshold_kernel.evaluate(*good) == (2, 1)  # with good arguments it runs: binding 0 goes red
+    with pytest.raises(ValueError):
+        det.update_bindings(np.array([0, 2]), np.array([1, 2]), np.array([1.0, 2.0]))
+
+
+def test_kernel_checks_the_bindings_of_a_small_batch_one_by_one() -> None:
+    # Far fewer readings than bindings: only the rule rows and levels of those read are checked.
+    det = ThresholdDetector.from_rules(make_catalogue(40, ("m",)), [rule(red=10)])
+    before = state_of(det)
+    for position, array in ((3, np.where(np.arange(40) == 7, 1, 0).astype(np.int32)),
+                            (9, np.where(np.arange(40) == 7, 5, 0).astype(np.int8))):
+        args = kernel_args(det, np.array([7], np.int32), np.array([0], np.int64), np.array([50.0]))
+        args[position] = array
+        with pytest.raises(ValueError):
+            _threshold_kernel.evaluate(*args)
+        args = kernel_args(det, np.array([6], np.int32), np.array([0], np.int64), np.array([50.0]))
+        args[position] = array
+        args[9] = args[9].copy()  # binding 7 is not read: the call runs, on copies of the state
+        args[10], args[11] = args[10].copy(), args[11].copy()
+        assert _threshold_kernel.evaluate(*args) == (1, 1)
+        for got, want in zip(state_of(det), before, strict=True):
+            assert np.array_equal(got, want)
+
+
+def test_kernel_stops_when_the_findings_are_full_and_resumes() -> None:
+    det, ref = single(rule(red=10))
+    values = [50.0, 1.0] * 3
+    args = kernel_args(det, np.zeros(6, np.int32), np.arange(6, dtype=np.int64) * 1000, np.array(values), capacity=4)
+    assert _threshold_kernel.evaluate(*args) == (4, 4)  # the fifth reading could need a row: not evaluated
+    assert det._last_ts[0] == 3000
+    ref.update(series(values[:4]))
+    assert_same_state(det, ref)
+
+
+def test_more_findings_than_the_first_capacity() -> None:
+    # A flapping channel: a change for every reading, more than the rows first set aside.
+    det, ref = single(rule(red=10))
+    run_both(det, ref, series([50.0, 1.0] * 3000))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(max_rules=1))
+def test_update_bindings_matches_update(scenario) -> None:
+    # One rule: a channel has one binding at most, and its readings are that binding's stream.
+    rules, batches, _ = scenario
+    catalogue = make_catalogue(N_SENSORS, METRICS)
+    by_batch = ThresholdDetector.from_rules(catalogue, rules)
+    by_binding = ThresholdDetector.from_rules(catalogue, rules)
+    binding_of = {b.channel.index: b.index for b in by_batch.bindings}
+    for b in batches:
+        rows_ = [i for i in range(len(b)) if int(b.channel[i]) in binding_of]
+        stream = np.array([binding_of[int(b.channel[i])] for i in rows_], np.int32)
+        assert_same(by_binding.update_bindings(stream, b.ts[rows_], b.value[rows_]), by_batch.update(b))
+
+
+@pytest.mark.parametrize("per_batch", [3, 10, 200])  # sorted outright; counting sort; in order or not
+def test_update_bindings_matches_the_reference(per_batch: int) -> None:
+    catalogue = make_catalogue(40, ("m",))
+    rules = [rule(clear=0.8, hold_s=1, yellow=10, red=20)]
+    det = ThresholdDetector.from_rules(catalogue, rules)
+    ref = ReferenceThresholdDetector.from_rules(catalogue, rules)
+    rng = np.random.default_rng(per_batch)
+    for k in range(8):
+        stream = rng.integers(0, 40, per_batch).astype(np.int32)
+        ts = k * 2000 + rng.integers(0, 8, per_batch) * 250
+        if k % 2:  # each stream in time order, streams interleaved
+            order = np.argsort(ts, kind="stable")
+            stream, ts = stream[order], ts[order]
+        value = rng.uniform(0, 30, per_batch)
+        assert_same(det.update_bindings(stream, ts, value), ref.update(Batch(stream, ts, value)))
+        assert_same_state(det, ref)
