@@ -3,8 +3,8 @@
 Detectors with a C kernel (threshold, quality, trend, change) evaluate readings one after
 another, each binding's in (ts, batch row) order, and skip late readings themselves against
 their own newest evaluated ts. They take the batch through `bound_readings`, grouped by
-channel once per batch for all detectors: a stable counting sort (`_order_kernel.by_channel`,
-a few ms per million rows), which keeps each channel's rows in time order when the gateways
+channel once per batch for all detectors: a stable counting sort
+(`_order_kernel.group_by_channel`, a few ms per million rows), which keeps each channel's rows in time order when the gateways
 sent them so (the usual batch) and makes the kernels' state accesses sequential; a batch in
 which some channel goes back in time is sorted by (channel, ts) instead.
 
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from detectors._order_kernel import by_channel
+from detectors._order_kernel import group_by_channel
 
 
 class BindingIndex:
@@ -240,14 +240,14 @@ class _TimeOrder:
     def __init__(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int):
         self._sources = (weakref.ref(channel), weakref.ref(ts), weakref.ref(value))
         self.n_channels = n_channels
-        order = np.empty(channel.size, np.intp)
-        kept, ordered = by_channel(channel, ts, n_channels, order)
+        grouped = np.empty(channel.size, np.int32), np.empty(ts.size, np.int64), np.empty(value.size, np.float64)
+        kept, ordered = group_by_channel(channel, ts, value, n_channels, *grouped)
         if ordered:
-            order = order[:kept]
+            self.channel, self.ts, self.value = (column[:kept] for column in grouped)
         else:
             known = np.flatnonzero((channel >= 0) & (channel < n_channels))
             order = known[np.lexsort((ts[known], channel[known]))]
-        self.channel, self.ts, self.value = channel[order], ts[order], value[order]
+            self.channel, self.ts, self.value = channel[order], ts[order], value[order]
         for array in (self.channel, self.ts, self.value):
             array.flags.writeable = False
 

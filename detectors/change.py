@@ -196,7 +196,7 @@ class ChangeDetector:
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ChangeDetector:
-        """Bind every rule of kind "change" to every channel it matches (rule-major)."""
+        """Bind every rule of kind "change" to every channel it matches (channel-major, `bind_rules`)."""
         return cls(bind_rules(catalogue, rules, "change"), len(catalogue))
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ class QualityDetector:
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> QualityDetector:
-        """Bind every rule of kind "quality" to every channel it matches (rule-major)."""
+        """Bind every rule of kind "quality" to every channel it matches (channel-major, `bind_rules`)."""
         return cls(bind_rules(catalogue, rules, "quality"), len(catalogue))
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -134,16 +134,24 @@ def hold_ms(rule: Rule) -> int:
 
 
 def bind_rules(catalogue: Catalogue, rules: Sequence[Rule], kind: str = "threshold") -> tuple[Binding, ...]:
-    """Every (rule, channel) pair for the rules of `kind`, rule-major, channels in catalogue order."""
-    bindings: list[Binding] = []
-    for rule in rules:
+    """Every (rule, channel) pair for the rules of `kind`, channel-major (channels in catalogue
+    order, a channel's rules in configuration order).
+
+    Channel-major because the kernels evaluate a batch grouped by channel
+    (`detectors.batching.bound_readings`): binding numbers that follow the channels make every
+    state array's reads and writes one sequential sweep, however many rules share the
+    channels out (rule-major numbering made one sweep per rule and array, more streams than the
+    hardware prefetcher follows)."""
+    pairs: list[tuple[int, int, Rule, Channel]] = []
+    for position, rule in enumerate(rules):
         if rule.kind != kind:
             continue
         for channel in catalogue.channels:
             sensor = channel.sensor
             if rule.matches(sensor, catalogue.owner_of(sensor), channel.metric):
-                bindings.append(Binding(len(bindings), rule, channel))
-    return tuple(bindings)
+                pairs.append((channel.index, position, rule, channel))
+    pairs.sort(key=lambda pair: pair[:2])
+    return tuple(Binding(i, rule, channel) for i, (_, _, rule, channel) in enumerate(pairs))
 
 
 class ThresholdDetector:

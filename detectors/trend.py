@@ -45,7 +45,7 @@ from detectors.batching import BindingIndex, bound_readings
 from detectors.level_machine import LevelMachine
 from detectors.threshold import Binding, ThresholdFindings, empty_findings
 from ingest.batch import Batch
-from lifeline.catalogue import Catalogue
+from lifeline.catalogue import Catalogue, Channel
 from lifeline.config import Rule, Threshold
 from lifeline.levels import LEVEL_NUMBER, LEVELS, level_name
 from lifeline.rule_kinds import Trend
@@ -119,11 +119,11 @@ class TrendDetector:
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> TrendDetector:
         """Bind every trend rule to each channel it matches; a forecast rule is paired with the
-        threshold rule it names, or else the first threshold rule matching the same channel."""
+        threshold rule it names, or else the first threshold rule matching the same channel.
+        Channel-major, as `bind_rules` numbers bindings (why: see there)."""
         thresholds = [r for r in rules if r.kind == "threshold"]
-        bindings: list[Binding] = []
-        paired: list[Rule | None] = []
-        for rule in rules:
+        found: list[tuple[int, int, Rule, Channel, Rule | None]] = []
+        for position, rule in enumerate(rules):
             if rule.kind != "trend":
                 continue
             for channel in catalogue.channels:
@@ -134,9 +134,10 @@ class TrendDetector:
                               and (rule.spec.forecast_rule in (None, r.id))]
                 if rule.spec.direction is None and not candidates:
                     continue  # a forecast needs a threshold on the channel
-                bindings.append(Binding(len(bindings), rule, channel))
-                paired.append(candidates[0] if candidates else None)
-        return cls(bindings, len(catalogue), paired)
+                found.append((channel.index, position, rule, channel, candidates[0] if candidates else None))
+        found.sort(key=lambda entry: entry[:2])
+        bindings = [Binding(i, rule, channel) for i, (_, _, rule, channel, _) in enumerate(found)]
+        return cls(bindings, len(catalogue), [threshold for *_, threshold in found])
 
     # -- evaluation ----------------------------------------------------------------------------
     def update(self, batch: Batch) -> ThresholdFindings:

@@ -94,7 +94,7 @@ def test_binds_change_rules_only_from_a_parsed_config() -> None:
     det = ChangeDetector.from_rules(Catalogue(config), config.rules)
     assert det.kind == "change"
     assert [(b.index, b.rule.id, b.channel.sensor.id, b.channel.metric) for b in det.bindings] == [
-        (0, "strain-shift", "B1", "strain"), (1, "strain-shift", "B2", "strain"), (2, "temp-shift", "B1", "temp")]
+        (0, "strain-shift", "B1", "strain"), (1, "temp-shift", "B1", "temp"), (2, "strain-shift", "B2", "strain")]
     assert det.level().tolist() == [0, 0, 0]
     assert len(ChangeDetector.from_rules(Catalogue(config), []).update(series([1.0]))) == 0
 
@@ -204,13 +204,14 @@ def test_hold_time_delays_the_level() -> None:
 
 
 def test_zero_sigma_baseline_is_floored() -> None:
-    # Bindings: 0 cusum/ch0, 1 cusum/ch1, 2 ewma/ch0, 3 ewma/ch1; both channels constant in warm-up.
+    # Bindings (channel-major): 0 cusum/ch0, 1 ewma/ch0, 2 cusum/ch1, 3 ewma/ch1; both channels
+    # constant in warm-up.
     det = ChangeDetector.from_rules(make_catalogue(2, ("m",)), [change_rule(warmup=5), change_rule(
         "e", method="ewma", warmup=5)])
     det.update(Batch(np.repeat(np.array([0, 1], np.int32), 5), np.tile(T0 + np.arange(5) * STEP, 2),
                      np.r_[np.full(5, 50.0), np.zeros(5)]))
     assert det.baseline(0) == (50.0, 0.05)  # 0.1 % of the mean
-    assert det.baseline(1) == (0.0, 1e-9)  # absolute floor for a zero mean
+    assert det.baseline(2) == (0.0, 1e-9)  # absolute floor for a zero mean
     det.update(Batch(np.array([0, 1], np.int32), np.full(2, T0 + 5 * STEP), np.array([50.01, 0.0])))
     assert det.details(0)["statistic"] == 0.0  # z = 0.2, below the allowance k
     assert det.level().tolist() == [0, 0, 0, 0]

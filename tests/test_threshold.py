@@ -93,15 +93,15 @@ def run_both(det: ThresholdDetector, ref: ReferenceThresholdDetector, b: Batch) 
 # -- binding ------------------------------------------------------------------------------------
 
 
-def test_from_rules_binds_matching_channels_rule_major() -> None:
+def test_from_rules_binds_matching_channels_channel_major() -> None:
     catalogue = make_catalogue(3, ("ch4", "temp"))
     r1 = rule("r1", match={"metric": ("ch4",)}, red=10)
     r2 = rule("r2", match={"owner": ("gas-co",)}, red=10)  # s1 is on g1 (gas-co)
     det = ThresholdDetector.from_rules(catalogue, [r1, r2])
     got = [(b.index, b.rule.id, b.channel.sensor.id, b.channel.metric) for b in det.bindings]
     assert got == [
-        (0, "r1", "s0", "ch4"), (1, "r1", "s1", "ch4"), (2, "r1", "s2", "ch4"),
-        (3, "r2", "s1", "ch4"), (4, "r2", "s1", "temp"),
+        (0, "r1", "s0", "ch4"), (1, "r1", "s1", "ch4"), (2, "r2", "s1", "ch4"),
+        (3, "r2", "s1", "temp"), (4, "r1", "s2", "ch4"),
     ]
     assert all(isinstance(b, Binding) for b in det.bindings)
     assert det.level().dtype == np.int8 and det.level().shape == (5,)
@@ -233,7 +233,7 @@ def test_several_rules_on_one_channel() -> None:
     assert len(det.bindings) == 4
     found = run_both(det, ref, batch([(1, 2000, -6.0), (0, 1000, 11.0), (1, 1000, 12.0), (0, 2000, -1.0)]))
     assert [(r[0], r[1], r[3]) for r in rows(found)] == [
-        (0, 1000, 4), (0, 2000, 0), (1, 1000, 4), (1, 2000, 0), (2, 2000, 2), (3, 2000, 4)]
+        (0, 1000, 4), (0, 2000, 0), (1, 2000, 2), (2, 1000, 4), (2, 2000, 0), (3, 2000, 4)]
 
 
 # -- restore and level ---------------------------------------------------------------------------------

@@ -53,29 +53,32 @@ T0 = 1_763_798_400_000
 def test_bindings_pair_forecasts_with_the_channels_threshold():
     detector, catalogue, _ = detector_and_catalogue()
     kinds = [(b.rule.id, b.channel.sensor.id) for b in detector.bindings]
-    assert kinds == [("ch4-rising", "M1"), ("ch4-rising", "M2"), ("ch4-forecast", "M1"), ("ch4-forecast", "M2")]
-    assert [p.id for p in detector.paired[2:]] == ["ch4-level", "ch4-level"]
+    # Channel-major: each channel's rules together, in configuration order.
+    assert kinds == [("ch4-rising", "M1"), ("ch4-forecast", "M1"), ("ch4-rising", "M2"), ("ch4-forecast", "M2")]
+    assert [p.id for p in detector.paired[1::2]] == ["ch4-level", "ch4-level"]
+    assert detector.paired[0] is not None and detector.paired[0].id == "ch4-level"  # a slope rule's limits too
 
 
 def test_slope_over_irregular_samples_and_forecast_eta():
     detector, catalogue, _ = detector_and_catalogue()
+    rising_m1, forecast_m1, rising_m2 = 0, 1, 2  # channel-major bindings (see the test above)
     # CH4 rising 2 %LEL per minute, sampled at irregular times; M2 flat.
     times = [0, 7, 19, 30, 44, 60]
     rows = [(0, T0 + s * 1000, 3.0 + 2.0 * s / 60) for s in times] + [(1, T0 + s * 1000, 1.0) for s in times]
     findings = detector.update(batch(rows))
-    assert math.isclose(detector.slope_per_min[0], 2.0, rel_tol=1e-9)
-    assert detector.slope_per_min[1] == 0.0
+    assert math.isclose(detector.slope_per_min[rising_m1], 2.0, rel_tol=1e-9)
+    assert detector.slope_per_min[rising_m2] == 0.0
     # Rising 2/min raises the slope rule at yellow (>= 1.5).
     raised = [(int(b), int(a)) for b, a in zip(findings.binding, findings.level_after, strict=True)]
-    assert (0, 2) in raised
+    assert (rising_m1, 2) in raised
     # At 5 %LEL rising 2/min: blue (5) is reached; yellow 10 is 2.5 min away, orange 20 in 7.5 min,
     # red 25 in 10 min: all within the 10 min horizon, so the forecast level is red.
-    forecast = detector.forecast(2)
+    forecast = detector.forecast(forecast_m1)
     assert forecast == {"level": "red", "eta_s": 600, "slope_per_min": 2.0}
-    assert (2, 4) in raised
-    details = detector.details(2)
+    assert (forecast_m1, 4) in raised
+    details = detector.details(forecast_m1)
     assert details["kind"] == "forecast" and details["forecast"]["level"] == "red"
-    message = detector.message(2, 0, 4, 5.0, 3.5)
+    message = detector.message(forecast_m1, 0, 4, 5.0, 3.5)
     assert "red expected; red in 10 min" in message
 
 
@@ -86,7 +89,7 @@ def test_window_is_in_seconds_and_old_points_leave_it():
     rows += [(0, T0 + (200 + s) * 1000, 13.0) for s in range(0, 130, 10)]
     detector.update(batch(rows))
     assert detector.slope_per_min[0] == 0.0
-    assert detector.forecast(2) is None  # flat: no level is forecast
+    assert detector.forecast(1) is None  # flat: no level is forecast (binding 1: M1's forecast)
 
 
 def test_late_readings_are_not_evaluated():
