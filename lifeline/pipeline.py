@@ -145,7 +145,7 @@ class Pipeline:
         return rows
 
     # -- the thread ---------------------------------------------------------------------------
-    def run(self, source, stop: threading.Event, linger_s: float = 0.004, max_messages: int = 5000) -> None:
+    def run(self, source, stop: threading.Event, linger_s: float = 0.002, max_messages: int = 5000) -> None:
         """Drain `source` until `stop` is set; a failing batch is logged and skipped, never fatal.
 
         Stop the source first: what it still holds was acknowledged to the broker, so it is
