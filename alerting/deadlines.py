@@ -66,23 +66,42 @@ class DeadlineWatch:
     def __init__(self, deadlines: Mapping[str, Deadline]):
         self.deadlines = dict(deadlines)
         self._schedules: dict[str, _Schedule] = {}
+        #: Alerts whose whole history has been folded in (with or without a deadline), so
+        #: that a new level transition is folded in alone (`advance`).
+        self._tracked: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._schedules)
 
     def track(self, alert: Mapping, history: Iterable[Transition]) -> None:
         """(Re)compute an alert's deadlines from its persisted history."""
+        self._tracked.discard(alert["id"])
+        for transition in [None, *history]:
+            self._fold(alert, transition)
+
+    def advance(self, alert: Mapping, transition: Transition) -> bool:
+        """Fold one new level transition into an alert tracked before: its deadlines are the
+        earliest over its level transitions, so one more transition is one more minimum (an
+        alert that flips levels many times a minute would otherwise re-read a growing history
+        at every flip). False when the alert is not tracked: `track` it from its history."""
+        if alert["id"] not in self._tracked:
+            return False
+        self._fold(alert, transition)
+        return True
+
+    def _fold(self, alert: Mapping, transition: Transition | None) -> None:
+        """Add one transition (None: start afresh) to the alert's schedule."""
+        alert_id = alert["id"]
         if alert.get("workflow") == "closed" or alert.get("backfilled"):
-            self.forget(alert["id"])
+            self.forget(alert_id)
             return
-        schedule = _Schedule(alert.get("workflow", "new"))
-        for transition in history:
-            if transition.event not in LEVEL_EVENTS:
-                continue
+        schedule = self._schedules.get(alert_id) if transition is not None else None
+        if schedule is None:
+            schedule = _Schedule(alert.get("workflow", "new"))
+        schedule.workflow = alert.get("workflow", "new")
+        if transition is not None and transition.event in LEVEL_EVENTS:
             deadline = self.deadlines.get(transition.level)
-            if deadline is None:
-                continue
-            for stage in STAGES:
+            for stage in STAGES if deadline is not None else ():
                 budget = deadline.of(stage)
                 if budget is None:
                     continue
@@ -90,10 +109,11 @@ class DeadlineWatch:
                 if stage not in schedule.due or due < schedule.due[stage][0]:
                     schedule.due[stage] = (due, transition.level, budget)
         schedule.marked = set(alert.get("overdue_stages") or ())
+        self._tracked.add(alert_id)
         if schedule.due:
-            self._schedules[alert["id"]] = schedule
+            self._schedules[alert_id] = schedule
         else:
-            self._schedules.pop(alert["id"], None)
+            self._schedules.pop(alert_id, None)
 
     def update(self, alert: Mapping) -> None:
         """An alert whose workflow or marks changed without reaching a new level."""
@@ -108,6 +128,7 @@ class DeadlineWatch:
 
     def forget(self, alert_id: str) -> None:
         self._schedules.pop(alert_id, None)
+        self._tracked.discard(alert_id)
 
     def next_due(self) -> int | None:
         """The earliest pending deadline (ms), for sleeping until it."""

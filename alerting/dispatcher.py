@@ -158,7 +158,9 @@ class Dispatcher:
             return
         labels = self._remember(alert)
         if event in LEVEL_EVENTS:
-            self.deadlines.track(alert, self.store.history(alert_id))
+            transition = self.store.transition(seq)
+            if transition is None or not self.deadlines.advance(alert, transition):
+                self.deadlines.track(alert, self.store.history(alert_id))
         else:
             self.deadlines.update(alert)
         if alert.get("backfilled"):

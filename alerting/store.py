@@ -130,6 +130,12 @@ class AlertStore:
                            "WHERE alert_id = ? ORDER BY seq", (alert_id,))
         return [Transition(*row) for row in rows]
 
+    def transition(self, seq: int) -> Transition | None:
+        """The transition numbered `seq` (the primary key: one lookup, whatever the history)."""
+        rows = self._query("SELECT seq, alert_id, event, at, by, note, level, value, to_whom FROM transitions "
+                           "WHERE seq = ?", (seq,))
+        return Transition(*rows[0]) if rows else None
+
     def events_after(self, seq: int, limit: int = 10_000) -> list[tuple[int, str, str]]:
         """(seq, event, alert json) of transitions after `seq`, oldest first."""
         return self._query("SELECT seq, event, alert FROM transitions WHERE seq > ? ORDER BY seq LIMIT ?",

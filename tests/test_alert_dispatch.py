@@ -12,10 +12,15 @@ import json
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from alerting.alert import Transition
+from alerting.deadlines import DeadlineWatch
 from alerting.lifecycle import AlertBook, Finding
 from alerting.pager import Pager
 from alerting.store import AlertStore
+from lifeline.alerting_config import Deadline
 from lifeline.config import parse_config
 
 CITY = textwrap.dedent("""\
@@ -317,3 +322,31 @@ def test_alarm_load_report(desk):
     assert report["top_sensors"][0] == {"sensor": "M3", "count": 3}
     assert report["time_to_acknowledge"]["red"]["median_s"] == pytest.approx(90, abs=1)
     assert report["open"]["red"] == 1
+
+
+# -- deadlines, incrementally -------------------------------------------------------------------
+
+_DEADLINES = {"red": Deadline(acknowledge_s=300, dispatch_s=900), "orange": Deadline(acknowledge_s=900),
+              "yellow": Deadline(dispatch_s=7200)}
+_level_steps = st.lists(st.tuples(st.sampled_from(["raised", "escalated", "deescalated", "reactivated",
+                                                   "acknowledged", "cleared"]),
+                                  st.sampled_from(["blue", "yellow", "orange", "red"]),
+                                  st.integers(0, 3_600_000)), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_level_steps, st.sampled_from(["new", "acknowledged", "dispatched"]))
+def test_folding_transitions_one_by_one_gives_the_deadlines_of_the_whole_history(steps, workflow) -> None:
+    """The dispatcher folds each new level transition into a tracked alert (one row read) instead
+    of re-reading the history; both must give the same schedule after every step."""
+    history = [Transition(seq, "a-1", event, at, "detector", "", level, 0.0)
+               for seq, (event, level, at) in enumerate(steps, start=1)]
+    alert = {"id": "a-1", "workflow": workflow}
+    incremental, whole = DeadlineWatch(_DEADLINES), DeadlineWatch(_DEADLINES)
+    incremental.track(alert, history[:1])
+    for k in range(1, len(history)):
+        assert incremental.advance(alert, history[k])
+        whole.track(alert, history[:k + 1])
+        assert incremental._schedules == whole._schedules
+        assert incremental.next_due() == whole.next_due()
+    assert not DeadlineWatch(_DEADLINES).advance(alert, history[0])  # never tracked: read the history
