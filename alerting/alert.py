@@ -8,7 +8,7 @@ websocket's `?since=` resume relies on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 #: Events caused by detectors, then by operators.
 DETECTOR_EVENTS = ("raised", "escalated", "deescalated", "cleared", "reactivated")
@@ -49,13 +49,21 @@ class Alert:
         return self.workflow != "closed"
 
     def to_json(self) -> dict:
-        """The alert object of the API, websocket and MQTT alert topic."""
-        body = asdict(self)
-        body.pop("extra")
+        """The alert object of the API, websocket and MQTT alert topic.
+
+        Built field by field rather than with `dataclasses.asdict`, whose recursive copy was
+        the alert pipeline's largest cost at a thousand events a second. Containers in `extra`
+        (a forecast, a location) are copied one level deep: they hold plain values."""
+        body = {name: getattr(self, name) for name in _JSON_FIELDS}
         if self.dispatched_to is None:
-            body.pop("dispatched_to")
-        body.update(self.extra)
+            del body["dispatched_to"]
+        for name, value in self.extra.items():
+            body[name] = value.copy() if isinstance(value, dict | list) else value
         return body
+
+
+#: Alert's fields in declaration order, as the JSON object has them (then its extras).
+_JSON_FIELDS = tuple(f.name for f in fields(Alert) if f.name != "extra")
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,19 @@ async def test_a_lagging_websocket_client_is_cut_off_without_blocking_others(boo
             fast.queue.get_nowait()  # the fast client keeps up
     assert slow.lagging.is_set() and not fast.lagging.is_set()
     assert slow.queue.qsize() == 5 and hub.dropped == 1
+
+
+def test_alert_json_is_every_field_then_the_extras_and_owns_its_containers() -> None:
+    from dataclasses import asdict
+
+    from alerting.alert import Alert
+    alert = Alert("a-000001", "r", "s", "ch4", "gas", "MH-1", "g", "gas-co", "red", "red", "active", "new", 31.0,
+                  25.0, "CH4 31 %LEL", 1, 2, None, {"forecast": {"level": "red", "eta_s": 60}, "confidence": "low"})
+    for dispatched_to in (None, "crew 7"):
+        alert.dispatched_to = dispatched_to
+        plain = {k: v for k, v in asdict(alert).items() if k != "extra" and (k != "dispatched_to" or v)}
+        plain.update(alert.extra)
+        body = alert.to_json()
+        assert list(body.items()) == list(plain.items())
+    body["forecast"]["eta_s"] = 0  # an encoder or listener changing its copy leaves the alert alone
+    assert alert.extra["forecast"]["eta_s"] == 60
