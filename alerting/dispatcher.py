@@ -32,7 +32,7 @@ from typing import Protocol
 
 import msgspec
 
-from alerting.alert import DETECTOR_EVENTS
+from alerting.alert import DETECTOR_EVENTS, Transition
 from alerting.audit import AuditLog, Record
 from alerting.deadlines import LEVEL_EVENTS, MET, DeadlineWatch
 from alerting.delivery import Outbox
@@ -99,7 +99,7 @@ class Dispatcher:
 
     # -- the AlertBook listener: enqueue only ------------------------------------------------------
     def on_event(self, event: Event) -> None:
-        self._inbox.put((event.seq, event.event, event.body))
+        self._inbox.put((event.seq, event.event, event.body, event.transition))
 
     # -- start-up ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -138,14 +138,16 @@ class Dispatcher:
         handled = 0
         while handled < limit:
             try:
-                seq, event, body = self._inbox.get_nowait()
+                seq, event, body, transition = self._inbox.get_nowait()
             except queue.Empty:
                 break
-            self.handle(seq, event, body)
+            self.handle(seq, event, body, transition)
             handled += 1
         return handled
 
-    def handle(self, seq: int, event: str, body: bytes) -> None:
+    def handle(self, seq: int, event: str, body: bytes, transition: Transition | None = None) -> None:
+        """One alert event; `transition` is the persisted transition when the book announced
+        it (saves reading it back), else it is read from the store when needed."""
         if seq <= self._seq:
             return
         self._seq = seq
@@ -158,7 +160,7 @@ class Dispatcher:
             return
         labels = self._remember(alert)
         if event in LEVEL_EVENTS:
-            transition = self.store.transition(seq)
+            transition = transition or self.store.transition(seq)
             if transition is None or not self.deadlines.advance(alert, transition):
                 self.deadlines.track(alert, self.store.history(alert_id))
         else:
@@ -360,8 +362,8 @@ class Dispatcher:
             now = self.clock()
             timeout = max(0.0, min(TICK_MS, self.next_wake(now) - now) / 1000)
             try:
-                seq, event, body = self._inbox.get(timeout=timeout)
-                self.handle(seq, event, body)
+                seq, event, body, transition = self._inbox.get(timeout=timeout)
+                self.handle(seq, event, body, transition)
                 self.drain()
             except queue.Empty:
                 pass

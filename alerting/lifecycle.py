@@ -59,6 +59,7 @@ class Event:
     event: str
     alert: Alert
     body: bytes  # {"type": "event", "seq", "event", "alert"} as JSON
+    transition: Transition | None = None  # as persisted (None where an event is rebuilt from its body)
 
 
 def event_body(seq: int, event: str, alert_json: dict | bytes) -> bytes:
@@ -181,7 +182,7 @@ class AlertBook:
             self._reload()
             raise
         events = [Event(c.transition.seq, c.transition.event, c.alert,
-                        event_body(c.transition.seq, c.transition.event, c.body)) for c in changes]
+                        event_body(c.transition.seq, c.transition.event, c.body), c.transition) for c in changes]
         for event in events:
             for listener in self._listeners:
                 listener(event)
