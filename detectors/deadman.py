@@ -95,11 +95,46 @@ class DeadmanDetector:
         self._machine = LevelMachine([(b.rule, b.channel) for b in bindings], thresholds)
         self._channel_sensor = catalogue.channel_sensor
         self._n_sensors = len(catalogue.sensors)
+        #: (bindings + 1,) int64 - `_last_arrival` and a scratch element after it, where the
+        #: direct maps below send arrivals that concern no binding
+        self._arrival_slots = np.append(self._last_arrival, _NEVER)
+        self._last_arrival = self._arrival_slots[:-1]
+        #: With one sensor binding per sensor at most (one deadman rule, the usual case): the
+        #: sensor binding and the gateway binding of each catalogue channel, the scratch slot
+        #: (len(bindings)) for none, so marking a batch's arrivals is two scatters; else None.
+        self._channel_binding: np.ndarray | None = None
+        self._channel_gateway: np.ndarray | None = None
+        if np.unique(self._sensor).size == self._sensor.size:
+            scratch = len(self.bindings)
+            sensor_binding = np.full(self._n_sensors, scratch, np.int64)
+            sensor_binding[self._sensor] = np.arange(self.n_sensor_bindings)
+            gateway = np.append(np.where(self._gateway_of >= 0, self._gateway_of, scratch), scratch)
+            self._channel_binding = sensor_binding[self._channel_sensor]
+            self._channel_gateway = gateway[np.minimum(self._channel_binding, self.n_sensor_bindings)]
+        #: Bindings whose silence alert is open (level > 0), None when unknown (after `restore`).
+        #: While it is 0 an arrival can clear nothing, so `update` only records the arrival.
+        self._n_open: int | None = 0
 
     def update(self, batch: Batch) -> ThresholdFindings:
         """Readings arrived: their sensors and gateways are alive now, and a silence alert of
         theirs clears."""
         if len(batch) == 0 or not self.bindings:
+            return empty_findings()
+        if self._channel_binding is not None and self._n_open == 0:
+            # The usual batch: nothing is silent, so only the arrivals are recorded.
+            channel = batch.channel
+            if len(batch) > len(self._channel_binding):
+                # Several readings per channel: each channel once (one pass over the rows
+                # instead of four).
+                seen = np.zeros(len(self._channel_binding), bool)
+                seen[channel] = True
+                channel = np.flatnonzero(seen)
+            alive = self._channel_binding[channel]
+            if alive.min() == len(self.bindings):  # no channel with a binding
+                return empty_findings()
+            now = self.clock()
+            self._arrival_slots[alive] = now
+            self._arrival_slots[self._channel_gateway[channel]] = now
             return empty_findings()
         arrived = np.zeros(self._n_sensors, bool)
         arrived[self._channel_sensor[batch.channel]] = True
@@ -117,8 +152,10 @@ class DeadmanDetector:
         touched = np.zeros(len(self.bindings), bool)
         touched[alive] = True
         touched[gateways] = True
-        was_silent = np.flatnonzero(touched & (self._machine.level() > 0))
+        level = self._machine.level()
+        was_silent = np.flatnonzero(touched & (level > 0))
         if was_silent.size == 0:
+            self._n_open = int(np.count_nonzero(level))
             return empty_findings()
         return self._evaluate(was_silent, now)
 
@@ -140,7 +177,9 @@ class DeadmanDetector:
             own = self._last_arrival[gateway[has]] > deadline
             silent[has] &= own & ~silent[gateway[has]]
         flag = silent[which].astype(np.float64)
-        return self._machine.update(which, np.full(which.size, now, np.int64), flag)
+        found = self._machine.update(which, np.full(which.size, now, np.int64), flag)
+        self._n_open = int(np.count_nonzero(self._machine.level()))
+        return found
 
     def silent_since(self, binding: int) -> int:
         return int(self._last_arrival[binding] + self._allowed_ms[binding])
@@ -150,6 +189,7 @@ class DeadmanDetector:
         """An open silence alert stays active after a restart until data really returns."""
         self._last_arrival[binding] = _NEVER
         self._machine.restore(binding, level, started_at, last_ts)
+        self._n_open = None  # counted again by the next update
 
     def details(self, binding: int) -> dict:
         if binding >= self.n_sensor_bindings:

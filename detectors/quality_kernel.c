@@ -60,10 +60,24 @@ static inline int64_t elapsed(int64_t a, int64_t b) {
 static inline double kth_deviation(const double *sorted, Py_ssize_t w, Py_ssize_t n_low, double med, Py_ssize_t k) {
     double best = INFINITY;
     Py_ssize_t first = k - (w - n_low) > 0 ? k - (w - n_low) : 0, last = k < n_low ? k : n_low;
-    for (Py_ssize_t i = first; i <= last; i++) {
-        double low = i > 0 ? fabs(med - sorted[n_low - i]) : -INFINITY;
-        double high = i < k ? fabs(sorted[n_low + k - i - 1] - med) : -INFINITY;
+    /* i = 0 takes none from the first list, i = k none from the second: the ends are taken
+     * apart so the loop in between has no conditions (the order of i, and so of the
+     * comparisons, is the same). */
+    Py_ssize_t i = first;
+    if (i == 0) {
+        double taken = fabs(sorted[n_low + k - 1] - med);
+        best = taken < best ? taken : best;
+        i = 1;
+    }
+    Py_ssize_t middle_last = last == k ? k - 1 : last;
+    for (; i <= middle_last; i++) {
+        double low = fabs(med - sorted[n_low - i]);
+        double high = fabs(sorted[n_low + k - i - 1] - med);
         double taken = low > high ? low : high;
+        best = taken < best ? taken : best;
+    }
+    if (last == k) {
+        double taken = fabs(med - sorted[n_low - k]);
         best = taken < best ? taken : best;
     }
     return best;
@@ -81,28 +95,29 @@ static inline void median_and_mad(const double *sorted, Py_ssize_t w, double *me
 
 /* Put reading x, written to ring slot `slot`, into a sorted window of w elements holding
  * `held`: in place of the reading with that slot when the window is full, else after the
- * others; after the readings less than or equal to it. */
+ * others; after the readings less than or equal to it. Moving x from there past its
+ * neighbours, as insertion sort does, writes only the elements that move (a loop copying the
+ * elements between the two places became two memmove calls per reading: 6% slower). */
 static inline void enter(double *sorted, int32_t *slots, Py_ssize_t w, Py_ssize_t held, double x, int32_t slot) {
-    /* The element that leaves (none, the free end, while filling), and x's place among the others. */
-    Py_ssize_t out = held, place = 0;
+    /* x takes the place of the element that leaves (the free end while filling), then moves
+     * past the greater ones before it or the ones after it that are less or equal. */
+    Py_ssize_t k = held;
     if (held == w) {
-        out = 0;
-        for (Py_ssize_t k = 0; k < w; k++) {
-            out = slots[k] == slot ? k : out;
-            place += sorted[k] <= x;
-        }
-        place -= sorted[out] <= x;
-    } else {
-        for (Py_ssize_t k = 0; k < held; k++) place += sorted[k] <= x;
+        k = 0;
+        for (Py_ssize_t j = 0; j < w; j++) k = slots[j] == slot ? j : k;
     }
-    /* The elements between `out` and x's place move one step toward `out`. */
-    Py_ssize_t step = place >= out ? 1 : -1;
-    for (Py_ssize_t k = out; k != place; k += step) {
-        sorted[k] = sorted[k + step];
-        slots[k] = slots[k + step];
+    while (k > 0 && sorted[k - 1] > x) {
+        sorted[k] = sorted[k - 1];
+        slots[k] = slots[k - 1];
+        k--;
     }
-    sorted[place] = x;
-    slots[place] = slot;
+    while (k + 1 < held && sorted[k + 1] <= x) {
+        sorted[k] = sorted[k + 1];
+        slots[k] = slots[k + 1];
+        k++;
+    }
+    sorted[k] = x;
+    slots[k] = slot;
 }
 
 /* The detector's arrays (see the argument list above). */

@@ -88,3 +88,21 @@ def test_restored_silence_stays_active_until_data_returns():
     clock.now += 1_000
     assert names(detector, detector.tick()) == []  # still silent: no clearing, no new alert
     assert names(detector, arrive(detector, catalogue, "A")) == [("A", 0)]
+
+
+def test_arrivals_clear_a_silence_raised_while_everything_else_was_quiet():
+    """Steady state takes a short path that only records arrivals; a silence raised by the
+    timer must still be cleared by the next arrival, and the short path resume afterwards."""
+    detector, catalogue, clock = setup()
+    for _ in range(3):  # steady: everything reports, nothing is open
+        clock.now += 10_000
+        assert names(detector, arrive(detector, catalogue, "A", "B", "C")) == []
+    clock.now += 31_000
+    arrive(detector, catalogue, "A", "C")  # B stops; its gateway g1 still speaks through A
+    clock.now += 1_000
+    assert names(detector, detector.tick()) == [("B", 2)]
+    assert names(detector, arrive(detector, catalogue, "C")) == []  # not B's: B stays silent
+    assert names(detector, arrive(detector, catalogue, "B")) == [("B", 0)]
+    clock.now += 5_000
+    assert names(detector, arrive(detector, catalogue, "A", "B", "C")) == []
+    assert names(detector, detector.tick()) == []
