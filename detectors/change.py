@@ -63,7 +63,15 @@ import numpy as np
 from detectors import _change_kernel
 from detectors.batching import BindingIndex, bound_readings
 from detectors.formatting import with_unit
-from detectors.threshold import NO_LAST_TS, NO_SINCE, Binding, ThresholdFindings, bind_rules, empty_findings
+from detectors.threshold import (
+    NO_LAST_TS,
+    NO_SINCE,
+    Binding,
+    ThresholdFindings,
+    bind_rules,
+    check_restore,
+    empty_findings,
+)
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue
 from lifeline.config import Rule, Threshold
@@ -238,12 +246,7 @@ class ChangeDetector:
         or a level the rule defines, the run at every level up to it is taken to have started at
         `started_at` (<= `last_ts`), and readings older than `last_ts` will be late.
         """
-        if not 0 <= binding < len(self.bindings):
-            raise IndexError(f"binding {binding} outside 0..{len(self.bindings) - 1}")
-        if level != 0 and not (1 <= level <= _N_LEVELS and not np.isnan(self._limit[self._rule[binding], level - 1])):
-            raise ValueError(f"level {level} is not defined by rule {self.bindings[binding].rule.id!r}")
-        if level != 0 and started_at > last_ts:
-            raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
+        check_restore(self.bindings, self._limit, self._rule, binding, level, started_at, last_ts)
         self._level[binding] = level
         since = self._since[_N_LEVELS * binding:_N_LEVELS * (binding + 1)]
         since[:] = NO_SINCE

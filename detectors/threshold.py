@@ -133,6 +133,19 @@ def hold_ms(rule: Rule) -> int:
     return int(round(rule.threshold.hold_s * 1000))
 
 
+def check_restore(bindings: Sequence[Binding], limit: np.ndarray, rule_of: np.ndarray, binding: int, level: int,
+                  started_at: int, last_ts: int) -> None:
+    """What every detector on the level machine checks before `restore`: the binding exists,
+    `level` is 0 or one its rule defines (``limit[rule_of[binding]]``, NaN where undefined),
+    and the run did not start after the newest reading evaluated."""
+    if not 0 <= binding < len(bindings):
+        raise IndexError(f"binding {binding} outside 0..{len(bindings) - 1}")
+    if level != 0 and not (1 <= level <= _N_LEVELS and not np.isnan(limit[rule_of[binding], level - 1])):
+        raise ValueError(f"level {level} is not defined by rule {bindings[binding].rule.id!r}")
+    if level != 0 and started_at > last_ts:
+        raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
+
+
 def bind_rules(catalogue: Catalogue, rules: Sequence[Rule], kind: str = "threshold") -> tuple[Binding, ...]:
     """Every (rule, channel) pair for the rules of `kind`, channel-major (channels in catalogue
     order, a channel's rules in configuration order).
@@ -257,12 +270,7 @@ class ThresholdDetector:
             Epoch ms of the newest reading already evaluated (``updated_at`` of the alert);
             older readings will be late. Must be >= `started_at` when `level` > 0.
         """
-        if not 0 <= binding < len(self.bindings):
-            raise IndexError(f"binding {binding} outside 0..{len(self.bindings) - 1}")
-        if level != 0 and not (1 <= level <= _N_LEVELS and not np.isnan(self._limit[self._rule[binding], level - 1])):
-            raise ValueError(f"level {level} is not defined by rule {self.bindings[binding].rule.id!r}")
-        if level != 0 and started_at > last_ts:
-            raise ValueError(f"started_at {started_at} is after last_ts {last_ts}")
+        check_restore(self.bindings, self._limit, self._rule, binding, level, started_at, last_ts)
         self._level[binding] = level
         self._since[binding] = NO_SINCE
         self._since[binding, :level] = started_at
