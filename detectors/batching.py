@@ -4,24 +4,20 @@ Detectors with a C kernel (threshold, quality, trend, change) evaluate readings 
 another, each binding's in (ts, batch row) order, and skip late readings themselves against
 their own newest evaluated ts. They take the batch through `bound_readings`, grouped by
 channel once per batch for all detectors: a stable counting sort
-(`_order_kernel.group_by_channel`, a few ms per million rows), which keeps each channel's rows in time order when the gateways
-sent them so (the usual batch) and makes the kernels' state accesses sequential; a batch in
-which some channel goes back in time is sorted by (channel, ts) instead.
+(`_order_kernel.group_by_channel`, a few ms per million rows), which keeps each channel's
+rows in time order when the gateways sent them so (the usual batch) and makes the kernels'
+state accesses sequential; a batch in which some channel goes back in time is sorted by
+(channel, ts) instead.
 
-The numpy detectors below use rounds instead:
-Detectors keep per-binding state (a binding is one rule on one channel) and must see each
-binding's readings in time order. A batch is expanded from channels to bindings, late
-readings are dropped, and the rest is split into *rounds*: round k holds the k-th reading of
-every binding that has more than k readings, so one round is evaluated for all its bindings
-at once with array operations and the Python loop runs over rounds, not readings.
-Detectors with at most one binding per channel share one such ordering of each batch, by
-channel, instead of each sorting it again (`each_round`).
+Detectors written with numpy (bridge modal analysis) use `rounds`: a batch's (binding, ts)
+pairs, late ones dropped, split so that round k holds the k-th reading of every binding that
+has more than k, and one round is evaluated for all its bindings with array operations.
+`BindingIndex` maps channels to bindings for everyone.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -143,94 +139,6 @@ def rounds(binding: np.ndarray, ts: np.ndarray, last_ts: np.ndarray) -> tuple[np
     return (order if kept.size == binding.size else kept[order]), bounds
 
 
-class _ChannelRounds:
-    """A batch's rows in channel rounds: round k holds the k-th reading (in (ts, row) order) of
-    every channel with more than k, channels distinct and ascending within a round; with the
-    rows' ts and value gathered into that order once, read-only, for every detector to slice.
-
-    Every stateful detector orders the same batch; with at most one binding per channel (the
-    common case, `BindingIndex.direct`) channel rounds are binding rounds, so the sort and the
-    gathers - most of a detector's cost on batches of several readings per channel - are done
-    once per batch and shared (see `_channel_rounds`).
-    """
-
-    def __init__(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int):
-        self._sources = (weakref.ref(channel), weakref.ref(ts), weakref.ref(value))
-        self.n_channels = n_channels
-        order, self.bounds = rounds(channel.astype(np.intp), ts, np.full(n_channels, _OLDEST, np.int64))
-        self.channel, self.ts, self.value = channel[order], ts[order], value[order]
-        for array in (self.channel, self.ts, self.value):
-            array.flags.writeable = False  # shared by every detector: no one may write into it
-
-    def of(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int) -> bool:
-        """Whether these are the rounds of exactly these arrays (the same objects)."""
-        return n_channels == self.n_channels and all(
-            ref() is array for ref, array in zip(self._sources, (channel, ts, value), strict=True))
-
-
-_OLDEST = np.iinfo(np.int64).min
-#: The channel rounds of the latest batch. One entry suffices: the pipeline passes each batch
-#: through all its detectors before the next. Keyed by the identity of the batch's arrays
-#: (weak references, so a dead batch is never matched by a recycled id); a batch's arrays are
-#: not modified once it is built.
-_latest: _ChannelRounds | None = None
-
-
-def _channel_rounds(channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int) -> _ChannelRounds:
-    global _latest
-    latest = _latest  # one read: another thread may replace it meanwhile, which only costs a recompute
-    if latest is None or not latest.of(channel, ts, value, n_channels):
-        latest = _latest = _ChannelRounds(channel, ts, value, n_channels)
-    return latest
-
-
-def each_round(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray,
-               last_ts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """A batch's readings expanded to bindings, round by round: (binding, ts, value) arrays
-    with distinct bindings in each round, late readings left out (see `rounds`). The arrays
-    yielded may be read-only views shared with other detectors."""
-    if (index.direct is not None and isinstance(channel, np.ndarray) and isinstance(ts, np.ndarray)
-            and isinstance(value, np.ndarray) and ts.dtype == np.int64 and value.dtype == np.float64
-            and channel.size and channel.min() >= 0 and channel.max() < index.n_channels):
-        yield from _direct_rounds(index.direct, _channel_rounds(channel, ts, value, index.n_channels), last_ts)
-        return
-    binding, row = index.expand(channel)
-    if binding.size == 0:
-        return
-    ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
-    # With at most one binding per channel, rows are distinct and ascending: as many as the
-    # batch has means all of them, in order, and needs no gather.
-    if index.direct is None or row.size < ts.size:
-        ts, value = ts[row], value[row]
-    order, bounds = rounds(binding, ts, last_ts)
-    for r in range(bounds.size - 1):
-        pick = order[bounds[r]:bounds[r + 1]]
-        yield binding[pick], ts[pick], value[pick]
-
-
-def _direct_rounds(direct: np.ndarray, shared: _ChannelRounds, last_ts: np.ndarray
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """`each_round` for an index with one binding per channel at most, from the batch's
-    shared channel rounds: distinct channels are distinct bindings, so a round is a slice.
-    Dropping late readings and channels without a binding keeps each round's bindings
-    distinct and each binding's readings in order, so it is a mask, not a re-sort."""
-    binding = direct[shared.channel].astype(np.intp)
-    bound = binding >= 0
-    if not bound.any():
-        return
-    kept = bound & (shared.ts >= last_ts[np.where(bound, binding, 0)])
-    everything = bool(kept.all())
-    bounds = shared.bounds
-    for r in range(bounds.size - 1):
-        lo, hi = int(bounds[r]), int(bounds[r + 1])
-        if everything:
-            yield binding[lo:hi], shared.ts[lo:hi], shared.value[lo:hi]
-            continue
-        pick = np.flatnonzero(kept[lo:hi]) + lo
-        if pick.size:
-            yield binding[pick], shared.ts[pick], shared.value[pick]
-
-
 class _TimeOrder:
     """A batch's rows in (channel, ts, row) order, from a counting sort by channel when each
     channel's rows are already in time order, else from a full sort. Shared, read-only, by
@@ -256,9 +164,10 @@ class _TimeOrder:
             ref() is array for ref, array in zip(self._sources, (channel, ts, value), strict=True))
 
 
-#: The orders of the latest batches, newest first, keyed by the identity of their arrays as
-#: `_latest` is. A batch passes through all detectors before the next, but a detector's
-#: LevelMachine orders its own small batches of statistics in between, so a few are kept.
+#: The orders of the latest batches, newest first, keyed by the identity of their arrays
+#: (weak references, so a dead batch is never matched by a recycled id; a batch's arrays are
+#: not modified once it is built). A batch passes through all detectors before the next; a
+#: few are kept in case a detector orders batches of its own in between.
 _recent_orders: list[_TimeOrder] = []
 _RECENT = 4
 

@@ -1,8 +1,8 @@
-"""Round-by-round ordering of batches (detectors.batching), against a plain per-binding reference.
+"""Ordering of batches for the detectors (detectors.batching), against a plain per-binding reference.
 
-Detectors with at most one binding per channel share one channel ordering per batch; these
-tests check that what each of them sees is still its own bindings' readings, in time order,
-late ones left out, whatever other detectors saw the same batch before.
+Detectors share one channel ordering per batch; these tests check that what each of them
+evaluates is still its own bindings' readings, in time order, late ones left out, whatever
+other detectors saw the same batch before.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.batching import BindingIndex, bound_readings, each_round
+from detectors.batching import BindingIndex, bound_readings, rounds
 
 N_CHANNELS = 6
 
@@ -28,16 +28,6 @@ def reference(binding_channel: list[int], rows: list[tuple[int, int, float]], la
     return want
 
 
-def seen(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, last_ts: np.ndarray
-         ) -> dict[int, list[tuple[int, float]]]:
-    got: dict[int, list[tuple[int, float]]] = {}
-    for b, t, v in each_round(index, channel, ts, value, last_ts):
-        assert len(set(b.tolist())) == b.size  # a round holds each binding once at most
-        for bi, ti, vi in zip(b.tolist(), t.tolist(), v.tolist(), strict=True):
-            got.setdefault(bi, []).append((ti, vi))
-    return got
-
-
 layouts = st.lists(st.integers(0, N_CHANNELS - 1), unique=True, max_size=N_CHANNELS).flatmap(
     lambda channels: st.tuples(st.just(channels), st.lists(st.integers(-1, 5), min_size=len(channels),
                                                            max_size=len(channels))))
@@ -46,27 +36,24 @@ readings = st.lists(st.tuples(st.integers(-1, N_CHANNELS), st.integers(0, 5), st
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(layouts, min_size=1, max_size=3), readings, readings)
-def test_every_index_sees_its_readings_in_time_order_batch_after_batch(detectors, first, second) -> None:
-    """Several detectors (binding layouts) see the same batch in turn, then the next batch: each
-    sees what the reference says, whether or not the batch's ordering was already computed."""
-    indexes = [BindingIndex(np.array(channels, np.int64), N_CHANNELS) for channels, _ in detectors]
-    for rows in (first, second):
-        channel = np.array([c for c, _, _ in rows], np.int32)
-        ts = np.array([t for _, t, _ in rows], np.int64)
-        value = np.array([v for _, _, v in rows], np.float64)
-        for index, (channels, last) in zip(indexes, detectors, strict=True):
-            got = seen(index, channel, ts, value, np.array(last, np.int64))
-            assert got == reference(channels, rows, last)
-
-
-def test_a_batch_with_the_same_values_in_new_arrays_is_ordered_afresh() -> None:
-    """The shared ordering belongs to the batch's arrays, not to values that happen to be equal."""
-    index = BindingIndex(np.array([0, 1], np.int64), 2)
-    last = np.full(2, np.iinfo(np.int64).min)
-    channel, value = np.array([1, 0, 1], np.int32), np.array([1.0, 2.0, 3.0])
-    assert seen(index, channel, np.array([5, 6, 7], np.int64), value, last) == {0: [(6, 2.0)], 1: [(5, 1.0), (7, 3.0)]}
-    assert seen(index, channel, np.array([9, 6, 7], np.int64), value, last) == {0: [(6, 2.0)], 1: [(7, 3.0), (9, 1.0)]}
+@given(layouts, readings)
+def test_rounds_give_each_binding_its_readings_in_time_order(layout, rows) -> None:
+    """`rounds` (used by numpy detectors): each round holds a binding once, and the rounds
+    together give each binding its on-time readings in (ts, row) order."""
+    channels, last = layout
+    index = BindingIndex(np.array(channels, np.int64), N_CHANNELS)
+    channel = np.array([c for c, _, _ in rows], np.int32)
+    ts = np.array([t for _, t, _ in rows], np.int64)
+    value = np.array([v for _, _, v in rows], np.float64)
+    binding, row = index.expand(channel)
+    order, bounds = rounds(binding, ts[row], np.array(last, np.int64))
+    got: dict[int, list[tuple[int, float]]] = {}
+    for r in range(bounds.size - 1):
+        pick = order[bounds[r]:bounds[r + 1]]
+        assert len(set(binding[pick].tolist())) == pick.size  # a round holds each binding once at most
+        for k in pick.tolist():
+            got.setdefault(int(binding[k]), []).append((int(ts[row[k]]), float(value[row[k]])))
+    assert got == reference(channels, rows, last)
 
 
 def evaluated(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, last_ts: np.ndarray
