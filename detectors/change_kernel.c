@@ -81,13 +81,11 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
     const int64_t *ts = borrow(&arrays, args[1], "ts", 'i', 8, m, READ);
     const double *value = borrow(&arrays, args[2], "value", 'f', 8, m, READ);
     /* Out: room for a finding per reading. */
-    int32_t *found_binding = borrow(&arrays, args[3], "found_binding", 'i', 4, m, WRITE);
-    int64_t *found_ts = borrow(&arrays, args[4], "found_ts", 'i', 8, m, WRITE);
-    int8_t *found_before = borrow(&arrays, args[5], "found_before", 'i', 1, m, WRITE);
-    int8_t *found_after = borrow(&arrays, args[6], "found_after", 'i', 1, m, WRITE);
-    double *found_value = borrow(&arrays, args[7], "found_value", 'f', 8, m, WRITE);
-    double *found_limit = borrow(&arrays, args[8], "found_limit", 'f', 8, m, WRITE);
-    int64_t *found_started_at = borrow(&arrays, args[9], "found_started_at", 'i', 8, m, WRITE);
+    Findings found = borrow_findings(&arrays, args + 3);
+    if (!arrays.failed && found.capacity != m) {
+        PyErr_Format(PyExc_ValueError, "found_binding: expected %zd elements, got %zd", m, found.capacity);
+        arrays.failed = 1;
+    }
     /* Parameters per rule; the first fixes the number of rules. */
     const uint8_t *is_cusum = borrow(&arrays, args[12], "is_cusum", 'b', 1, -1, READ);
     Py_ssize_t n_rules = arrays.failed ? 0 : borrowed_length(&arrays);
@@ -134,7 +132,6 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
         }
     }
 
-    Py_ssize_t n_found = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
         const int32_t b = binding[i];
         if (b < 0) continue;  /* a row of a channel without a binding */
@@ -182,16 +179,7 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
         const int quiet = before == 0 && s < lowest[r] && previous < lowest[r];
         if (!quiet && isfinite(s)) {
             LevelChange change;
-            if (level_step(&rules, r, &state, b, t, s, &change)) {
-                found_binding[n_found] = b;
-                found_ts[n_found] = t;
-                found_before[n_found] = change.before;
-                found_after[n_found] = change.after;
-                found_value[n_found] = s;
-                found_limit[n_found] = change.limit;
-                found_started_at[n_found] = change.started_at;
-                n_found++;
-            }
+            if (level_step(&rules, r, &state, b, t, s, &change)) record_finding(&found, b, t, s, &change);
         }
         const int after = state.level[b];
         if (before == 0 && after == 0 && s < lowest[r]) {
@@ -209,7 +197,7 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
         }
     }
     give_back(&arrays);
-    return PyLong_FromSsize_t(n_found);
+    return PyLong_FromSsize_t(found.count);
 }
 
 static PyMethodDef methods[] = {

@@ -104,4 +104,43 @@ static inline int level_step(const LevelRules *rules, int64_t row, LevelState *s
     return 1;
 }
 
+/* Finding rows (CONTRACT's level changes, `ThresholdFindings` in Python), written in
+ * evaluation order into caller-provided arrays of `capacity` rows. */
+typedef struct {
+    int32_t *binding;
+    int64_t *ts;
+    int8_t *before, *after;
+    double *value, *limit;
+    int64_t *started_at;
+    Py_ssize_t capacity, count;
+} Findings;
+
+/* Borrows the seven finding arrays args[0..6] (binding, ts, before, after, value, limit,
+ * started_at), all of one length: the capacity. Needs kernel_buffers.h, included first. */
+static inline Findings borrow_findings(Borrowed *arrays, PyObject *const *args) {
+    Findings out = {0};
+    out.binding = borrow(arrays, args[0], "found_binding", 'i', 4, -1, WRITE);
+    out.capacity = arrays->failed ? 0 : borrowed_length(arrays);
+    out.ts = borrow(arrays, args[1], "found_ts", 'i', 8, out.capacity, WRITE);
+    out.before = borrow(arrays, args[2], "found_before", 'i', 1, out.capacity, WRITE);
+    out.after = borrow(arrays, args[3], "found_after", 'i', 1, out.capacity, WRITE);
+    out.value = borrow(arrays, args[4], "found_value", 'f', 8, out.capacity, WRITE);
+    out.limit = borrow(arrays, args[5], "found_limit", 'f', 8, out.capacity, WRITE);
+    out.started_at = borrow(arrays, args[6], "found_started_at", 'i', 8, out.capacity, WRITE);
+    return out;
+}
+
+/* Appends the row of `change` (binding b, reading time t, the value the level was decided on);
+ * the caller keeps count < capacity. */
+static inline void record_finding(Findings *out, int32_t b, int64_t t, double v, const LevelChange *change) {
+    Py_ssize_t f = out->count++;
+    out->binding[f] = b;
+    out->ts[f] = t;
+    out->before[f] = change->before;
+    out->after[f] = change->after;
+    out->value[f] = v;
+    out->limit[f] = change->limit;
+    out->started_at[f] = change->started_at;
+}
+
 #endif

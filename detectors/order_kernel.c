@@ -10,6 +10,13 @@
 
 #include <stdlib.h>
 
+/* The n_channels argument, or -1 with an exception set. */
+static Py_ssize_t channel_count(PyObject *arg) {
+    Py_ssize_t n_channels = PyLong_AsSsize_t(arg);
+    if (n_channels < 0 && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "n_channels must be >= 0");
+    return n_channels < 0 ? -1 : n_channels;
+}
+
 /* by_channel(channel int32[n], ts int64[n], n_channels, order intp[n]) -> (kept, ordered)
  *
  * Writes into order[:kept] the rows grouped by channel, ascending, rows ascending within a
@@ -22,11 +29,8 @@ static PyObject *by_channel(PyObject *self, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_TypeError, "by_channel(channel, ts, n_channels, order)");
         return NULL;
     }
-    Py_ssize_t n_channels = PyLong_AsSsize_t(args[2]);
-    if (n_channels < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "n_channels must be >= 0");
-        return NULL;
-    }
+    Py_ssize_t n_channels = channel_count(args[2]);
+    if (n_channels < 0) return NULL;
     Borrowed arrays = {0};
     const int32_t *channel = borrow(&arrays, args[0], "channel", 'i', 4, -1, READ);
     Py_ssize_t n = arrays.failed ? 0 : borrowed_length(&arrays);
@@ -93,11 +97,8 @@ static PyObject *group_by_channel(PyObject *self, PyObject *const *args, Py_ssiz
                         "group_by_channel(channel, ts, value, n_channels, out_channel, out_ts, out_value)");
         return NULL;
     }
-    Py_ssize_t n_channels = PyLong_AsSsize_t(args[3]);
-    if (n_channels < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "n_channels must be >= 0");
-        return NULL;
-    }
+    Py_ssize_t n_channels = channel_count(args[3]);
+    if (n_channels < 0) return NULL;
     Borrowed arrays = {0};
     const int32_t *channel = borrow(&arrays, args[0], "channel", 'i', 4, -1, READ);
     Py_ssize_t n = arrays.failed ? 0 : borrowed_length(&arrays);

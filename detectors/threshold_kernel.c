@@ -61,31 +61,13 @@ static inline int bad_binding(const int32_t *rule, const int8_t *level, Py_ssize
     return ((uint64_t)(int64_t)rule[b] >= (uint64_t)k) | ((uint8_t)level[b] > N_LEVELS);
 }
 
-/* Finding rows, written in evaluation order up to `capacity`. */
-typedef struct {
-    int32_t *binding;
-    int64_t *ts;
-    int8_t *before, *after;
-    double *value, *limit;
-    int64_t *started_at;
-    Py_ssize_t capacity, count;
-} Findings;
-
 /* One step of the state machine, with its finding row if the level changed. Kept out of the
  * loop: most readings are quiet, and inlined it would crowd the loop's values out of the
  * registers. */
 static __attribute__((noinline)) void step(const LevelRules *rules, int32_t r, LevelState *state, int32_t b,
                                            int64_t t, double v, Findings *out) {
     LevelChange change;
-    if (!level_step(rules, r, state, b, t, v, &change)) return;
-    Py_ssize_t f = out->count++;
-    out->binding[f] = b;
-    out->ts[f] = t;
-    out->before[f] = change.before;
-    out->after[f] = change.after;
-    out->value[f] = v;
-    out->limit[f] = change.limit;
-    out->started_at[f] = change.started_at;
+    if (level_step(rules, r, state, b, t, v, &change)) record_finding(out, b, t, v, &change);
 }
 
 /* The loop over m checked readings; returns how many it consumed (m unless the findings filled
@@ -144,14 +126,7 @@ static PyObject *evaluate(PyObject *self, PyObject *const *args, Py_ssize_t narg
     int8_t *level = borrow(&arrays, args[9], "level", 'i', 1, n, WRITE);
     int64_t *since = borrow(&arrays, args[10], "since", 'i', 8, n * N_LEVELS, WRITE);
     int64_t *last_ts = borrow(&arrays, args[11], "last_ts", 'i', 8, n, WRITE);
-    int32_t *found_binding = borrow(&arrays, args[12], "found_binding", 'i', 4, -1, WRITE);
-    Py_ssize_t capacity = arrays.failed ? 0 : borrowed_length(&arrays);
-    int64_t *found_ts = borrow(&arrays, args[13], "found_ts", 'i', 8, capacity, WRITE);
-    int8_t *found_before = borrow(&arrays, args[14], "found_before", 'i', 1, capacity, WRITE);
-    int8_t *found_after = borrow(&arrays, args[15], "found_after", 'i', 1, capacity, WRITE);
-    double *found_value = borrow(&arrays, args[16], "found_value", 'f', 8, capacity, WRITE);
-    double *found_limit = borrow(&arrays, args[17], "found_limit", 'f', 8, capacity, WRITE);
-    int64_t *found_started_at = borrow(&arrays, args[18], "found_started_at", 'i', 8, capacity, WRITE);
+    Findings out = borrow_findings(&arrays, args + 12);
     if (arrays.failed) return give_back(&arrays), NULL;
 
     /* Everything the loop indexes with, checked before it writes anything. A level is checked
@@ -200,8 +175,6 @@ static PyObject *evaluate(PyObject *self, PyObject *const *args, Py_ssize_t narg
     }
 
     const LevelRules rules = {limit, clear, above, hold_ms};
-    Findings out = {found_binding, found_ts, found_before, found_after, found_value, found_limit,
-                    found_started_at, capacity, 0};
     Py_ssize_t consumed = run(m, binding, ts, value, rule, reach, &rules, level, since, last_ts, &out);
     give_back(&arrays);
     return Py_BuildValue("(nn)", consumed, out.count);
