@@ -215,7 +215,8 @@ def test_write_requests_are_influxdb_v2_writes_with_token_gzip_and_ms_precision(
     wait_for(lambda: not sink.up and sink.spool.count == 3, 10, "the refused write to be spooled")
     assert "401" in sink.status()["last_error"]
     fake.status = 400  # data InfluxDB will never take: dropped and counted, not retried forever
-    wait_for(lambda: sink.pending() == 0, 10, "the 400 to be given up")
+    # The writer empties the spool, then marks the sink up: wait for both, not the first alone.
+    wait_for(lambda: sink.pending() == 0 and sink.up, 10, "the 400 to be given up")
     assert sink.refused_lines == 3 and sink.up
     fake.status = 204
     sink.append(readings(3_000, 2))
