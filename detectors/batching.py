@@ -45,6 +45,10 @@ class BindingIndex:
         if binding_channel.size == 0 or per_channel.max() <= 1:
             self.direct = np.full(n_channels, -1, np.int32)
             self.direct[binding_channel] = np.arange(binding_channel.size, dtype=np.int32)
+        #: True when binding i is on channel i for every channel (a rule kind on every channel,
+        #: numbered channel-major): a batch's grouped channels are then its bindings as they are
+        self.identity = bool(self.direct is not None and binding_channel.size == n_channels
+                             and np.array_equal(binding_channel, np.arange(n_channels)))
 
     def expand(self, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(binding, row): one pair per batch row and binding of its channel, rows ascending."""
@@ -172,6 +176,22 @@ _recent_orders: list[_TimeOrder] = []
 _RECENT = 4
 
 
+def time_order(channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int,
+               cached_only: bool = False) -> _TimeOrder | None:
+    """The batch's rows in (channel, ts, row) order (rows of unknown channels left out), shared
+    by every detector that evaluates the batch: computed by the first that asks, unless
+    `cached_only` (then None when no detector has asked yet)."""
+    global _recent_orders
+    channel = np.asarray(channel, np.int32)
+    ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
+    recent = _recent_orders  # one read: another thread may replace the list, which only costs a recompute
+    latest = next((order for order in recent if order.of(channel, ts, value, n_channels)), None)
+    if latest is None and not cached_only:
+        latest = _TimeOrder(channel, ts, value, n_channels)
+        _recent_orders = [latest, *recent[:_RECENT - 1]]
+    return latest
+
+
 def bound_readings(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, value: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(binding int32, ts int64, value float64) for every reading of a batch and binding of its
@@ -179,14 +199,10 @@ def bound_readings(index: BindingIndex, channel: np.ndarray, ts: np.ndarray, val
     skips those older than its binding's newest evaluated ts. With one binding per channel at
     most (`BindingIndex.direct`), rows of channels without a binding have binding -1, which
     kernels skip too. The arrays may be read-only and shared with other detectors."""
-    global _recent_orders
-    channel = np.asarray(channel, np.int32)
-    ts, value = np.asarray(ts, np.int64), np.asarray(value, np.float64)
-    recent = _recent_orders  # one read: another thread may replace the list, which only costs a recompute
-    latest = next((order for order in recent if order.of(channel, ts, value, index.n_channels)), None)
-    if latest is None:
-        latest = _TimeOrder(channel, ts, value, index.n_channels)
-        _recent_orders = [latest, *recent[:_RECENT - 1]]
+    latest = time_order(channel, ts, value, index.n_channels)
+    assert latest is not None
+    if index.identity:  # no gather: 0.7 ms per 100,000 rows and detector
+        return latest.channel, latest.ts, latest.value
     if index.direct is not None:
         return index.direct[latest.channel], latest.ts, latest.value
     binding, row = index.expand(latest.channel)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from detectors.batching import time_order
 from detectors.level_machine import LevelMachine, flag_threshold
 from detectors.threshold import Binding, ThresholdFindings, empty_findings
 from ingest.batch import Batch
@@ -121,8 +122,12 @@ class DeadmanDetector:
         if len(batch) == 0 or not self.bindings:
             return empty_findings()
         if self._channel_binding is not None and self._n_open == 0:
-            # The usual batch: nothing is silent, so only the arrivals are recorded.
-            channel = batch.channel
+            # The usual batch: nothing is silent, so only the arrivals are recorded. Channels
+            # in the order the other detectors grouped the batch (ascending), when they did,
+            # so that the gathers and scatters below sweep the arrays instead of jumping
+            # about: 2.1 -> 1.2 ms per 100,000 shuffled readings.
+            grouped = time_order(batch.channel, batch.ts, batch.value, len(self._channel_binding), cached_only=True)
+            channel = batch.channel if grouped is None else grouped.channel
             if len(batch) > len(self._channel_binding):
                 # Several readings per channel: each channel once (one pass over the rows
                 # instead of four).

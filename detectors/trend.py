@@ -158,11 +158,12 @@ class TrendDetector:
         # is skipped by the machine and leaves a pending run pending: only a finite statistic
         # replaces the last one) and `feed`.
         stream, stamp, value = bound_readings(self._index, batch.channel, batch.ts, batch.value)
-        stat = np.empty(stream.size)
-        _trend_kernel.advance(state, self._origin_ms, self._capacity, stream, stamp, value, stat, feed)
-        keep = np.flatnonzero(feed[stream] & (stream >= 0))
-        if keep.size == 0:
+        stat, keep = np.empty(stream.size), np.empty(stream.size, np.intp)
+        n_fed = _trend_kernel.advance(state, self._origin_ms, self._capacity, stream, stamp, value, stat, feed,
+                                      keep)
+        if n_fed == 0:
             return empty_findings()
+        keep = keep[:n_fed]
         found = self._machine.update(stream[keep], stamp[keep], stat[keep])
         forecast = self._is_forecast[found.binding]
         if not forecast.any():

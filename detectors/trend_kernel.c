@@ -90,9 +90,9 @@ static void refit(Moments *m, const double *ring_t, const double *ring_v, int64_
 }
 
 static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8) {
+    if (nargs != 9) {
         PyErr_SetString(PyExc_TypeError,
-                        "advance(state, origin_ms, capacity, binding, ts, value, statistic, feed)");
+                        "advance(state, origin_ms, capacity, binding, ts, value, statistic, feed, fed)");
         return NULL;
     }
     PyObject *state = args[0];
@@ -146,6 +146,7 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
     const double *value = borrow(&arrays, args[5], "value", 'f', 8, m, READ);
     double *statistic = borrow(&arrays, args[6], "statistic", 'f', 8, m, WRITE);
     uint8_t *feed = borrow(&arrays, args[7], "feed", 'b', 1, n, WRITE);
+    int64_t *fed = borrow(&arrays, args[8], "fed", 'i', 8, m, WRITE);
     if (arrays.failed) return give_back(&arrays), NULL;
 
     /* Everything indexed below is checked first: the binding numbers, and the ring of each
@@ -266,19 +267,27 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
             if (hot[b]) feed[b] = 1;
         }
     }
+    /* The positions of the readings whose binding is marked in `feed`, for the level machine:
+     * one pass here instead of numpy's gather of `feed` by binding, a mask and flatnonzero
+     * (0.4 ms per 100,000 readings). */
+    Py_ssize_t n_fed = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (binding[i] >= 0 && feed[binding[i]]) fed[n_fed++] = i;
+    }
     give_back(&arrays);
-    Py_RETURN_NONE;
+    return PyLong_FromSsize_t(n_fed);
 }
 
 static PyMethodDef methods[] = {
     {"advance", (PyCFunction)(void (*)(void))advance, METH_FASTCALL,
-     "advance(state, origin_ms, capacity, binding, ts, value, statistic, feed)\n\n"
+     "advance(state, origin_ms, capacity, binding, ts, value, statistic, feed, fed) -> int\n\n"
      "Append each reading to its binding's window (a binding's readings in time order; binding -1\n"
      "and readings older than the binding's last_ts are skipped, statistic NaN) and\n"
      "compute its statistic (slope per\n"
      "minute times the direction, or the forecast level; NaN without a slope) into\n"
      "`statistic`, updating the state arrays (the tuple named by FIELDS) in place and marking\n"
-     "in `feed` the bindings whose statistic reached their lowest level."},
+     "in `feed` the bindings whose statistic reached their lowest level; writes to `fed` the\n"
+     "positions of the readings of the bindings marked in `feed`, and returns their count."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -207,13 +207,14 @@ def test_the_kernel_refuses_arrays_it_would_read_or_write_out_of_range():
     state = tuple(getattr(detector, name) for name in _trend_kernel.FIELDS)
     n = len(detector.bindings)
 
-    def advance(binding, ts=None, value=None, statistic=None, feed=None, state=state):
+    def advance(binding, ts=None, value=None, statistic=None, feed=None, fed=None, state=state):
         m = len(binding)
         _trend_kernel.advance(state, detector._origin_ms, detector._capacity, binding,
                               np.full(m, T0 + 1000, np.int64) if ts is None else ts,
                               np.ones(m) if value is None else value,
                               np.empty(m) if statistic is None else statistic,
-                              np.zeros(n, bool) if feed is None else feed)
+                              np.zeros(n, bool) if feed is None else feed,
+                              np.empty(m, np.intp) if fed is None else fed)
 
     before = [array.copy() for array in state]
     with pytest.raises(ValueError, match="binding 4 outside"):
@@ -230,6 +231,8 @@ def test_the_kernel_refuses_arrays_it_would_read_or_write_out_of_range():
         advance(np.array([0], np.int32), statistic=np.empty(1, np.float32))
     with pytest.raises(ValueError, match="feed"):
         advance(np.array([0], np.int32), feed=np.zeros(n + 1, bool))
+    with pytest.raises(ValueError, match="fed"):
+        advance(np.array([0, 1], np.int32), fed=np.empty(1, np.intp))
     short = list(state)
     short[_trend_kernel.FIELDS.index("_t")] = detector._t[:-1]
     with pytest.raises(ValueError, match="t: expected"):
@@ -253,8 +256,11 @@ def test_the_kernel_skips_rows_without_a_binding_and_late_readings():
     binding = np.array([-1, 0, 0, 0], np.int32)
     ts = np.array([T0 + 9000, T0 + 2000, T0 + 1000, T0 + 2000], np.int64)  # T0 + 1000 comes late
     statistic = np.zeros(4)
-    _trend_kernel.advance(state, detector._origin_ms, detector._capacity, binding, ts, np.ones(4), statistic,
-                          np.zeros(n, bool))
+    feed, fed = np.zeros(n, bool), np.full(4, -1, np.intp)
+    feed[0] = True  # binding 0 goes to the level machine: all its rows, late ones too (the machine skips them)
+    n_fed = _trend_kernel.advance(state, detector._origin_ms, detector._capacity, binding, ts, np.ones(4),
+                                  statistic, feed, fed)
+    assert fed[:n_fed].tolist() == [1, 2, 3]
     assert np.isnan(statistic[0]) and np.isnan(statistic[2])
     assert detector._live[0] == 3  # the first reading, then the two at T0 + 2000: equal ts is evaluated
     assert detector._last_ts[0] == T0 + 2000
