@@ -1,11 +1,18 @@
 """Live alert events to websocket clients, with gapless sequence numbers and resume.
 
-Each client has a bounded queue. Every event is encoded once, as text and as a complete
-websocket frame, and that one object is shared by every client; a client whose queue fills
-(a slow or dead browser) is disconnected with a close reason that tells it to resume with
-`?since=`, so it can never slow ingestion. Events reach the event loop in batches (one
-wake-up per batch of the pipeline, not per event), so a storm of alerts costs the loop one
-callback per batch plus one queue entry per event and client.
+Every event is encoded once, as text and as a complete websocket frame, and that one object
+is shared by every client. Events reach the event loop in batches (one wake-up per batch of
+the pipeline, not per event).
+
+A client that has caught up is written to by the hub itself: the batch's frames are joined
+once per owner filter and written straight to each such client's connection from the one
+callback that fans the batch out, so a batch costs the loop one callback plus one write per
+client, not a task wake-up and a queue entry per event for each client. A client that is
+not caught up (still receiving its opening, or paused by flow control because it reads
+slowly) gets the events in a bounded queue instead, which its own sender task drains in
+order before handing it back to the hub. A client whose queue fills (a slow or dead browser)
+is disconnected with a close reason that tells it to resume with `?since=`, so it can never
+slow ingestion or make the hub hold more than a queue's worth of events for it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import collections
 import logging
 import struct
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 
@@ -50,11 +58,32 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+class DirectWriter(Protocol):
+    """A client connection the hub may write frames to itself (dashboard.websocket.DirectFrames)."""
+
+    def writable_now(self) -> bool:
+        """True when a write now goes out: open, and not paused by flow control."""
+
+    def write_now(self, frames: bytes) -> None:
+        """Write complete frames without waiting."""
+
+
 @dataclass(eq=False)
 class Subscriber:
     queue: asyncio.Queue
     lagging: asyncio.Event = field(default_factory=asyncio.Event)
     owner: str | None = None  # integrators only see their owner's alerts
+    # The last seq this client was sent or had in its opening; events up to it are skipped,
+    # as an opening read from the store can cover events whose fan-out is still on its way.
+    covered: int = -1
+    # Set (by the client's sender, when its queue is empty) while the hub writes to the
+    # connection itself; None while events go through the queue.
+    direct: DirectWriter | None = None
+
+    def go_direct(self, writer: DirectWriter) -> None:
+        """Called by the client's sender on the event loop once it sent everything queued."""
+        assert self.queue.empty()
+        self.direct = writer
 
 
 class AlertHub:
@@ -86,18 +115,48 @@ class AlertHub:
         while self._pending:
             seq, owner, body = self._pending.popleft()
             events.append(LiveEvent(seq, owner, body.decode(), text_frame(body)))
+        if not events:
+            return
+        joined: dict[str | None, tuple[list[LiveEvent], bytes]] = {}  # per owner filter, built once
         for subscriber in list(self.subscribers):
-            put = subscriber.queue.put_nowait
-            for event in events:
-                if subscriber.lagging.is_set():
-                    break
-                if subscriber.owner is not None and subscriber.owner != event.owner:
+            if subscriber.lagging.is_set():
+                continue
+            direct = subscriber.direct
+            if direct is not None:
+                if direct.writable_now():
+                    self._write(subscriber, direct, events, joined)
                     continue
-                try:
-                    put(event)
-                except asyncio.QueueFull:
-                    subscriber.lagging.set()
-                    self.dropped += 1
+                # Paused (the client reads slowly) or closing: back to the queue, whose sender
+                # waits for the connection and hands the client back once it caught up. Every
+                # later event follows in the queue, so the order holds.
+                subscriber.direct = None
+            self._enqueue(subscriber, events)
+
+    def _write(self, subscriber: Subscriber, direct: DirectWriter, events: list[LiveEvent],
+               joined: dict[str | None, tuple[list[LiveEvent], bytes]]) -> None:
+        shared = joined.get(subscriber.owner)
+        if shared is None:
+            mine = events if subscriber.owner is None else [e for e in events if e.owner == subscriber.owner]
+            shared = joined[subscriber.owner] = (mine, b"".join(e.frame for e in mine))
+        mine, frames = shared
+        if mine and mine[0].seq <= subscriber.covered:
+            mine = [e for e in mine if e.seq > subscriber.covered]  # rare: only just after the opening
+            frames = b"".join(e.frame for e in mine)
+        if mine:
+            direct.write_now(frames)
+            subscriber.covered = mine[-1].seq
+
+    def _enqueue(self, subscriber: Subscriber, events: list[LiveEvent]) -> None:
+        put = subscriber.queue.put_nowait
+        for event in events:
+            if subscriber.owner is not None and subscriber.owner != event.owner:
+                continue
+            try:
+                put(event)
+            except asyncio.QueueFull:
+                subscriber.lagging.set()
+                self.dropped += 1
+                return
 
     def subscribe(self, owner: str | None = None) -> Subscriber:
         subscriber = Subscriber(asyncio.Queue(self.queue_size), owner=owner)

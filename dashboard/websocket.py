@@ -1,4 +1,10 @@
-"""WS /ws/alerts: a snapshot or the missed events, then live events (CONTRACT §6)."""
+"""WS /ws/alerts: a snapshot or the missed events, then live events (CONTRACT §6).
+
+The opening (snapshot, or the events after `since`) goes out through ASGI. Live events queued
+meanwhile follow from the client's sender task; once its queue is empty (and on uvicorn's
+websockets-sansio server), the sender hands the client to the hub, which from then on writes
+each batch straight to the connection (dashboard.hub), until flow control pauses it.
+"""
 
 from __future__ import annotations
 
@@ -42,10 +48,10 @@ async def alerts_socket(websocket: WebSocket) -> None:
     subscriber = hub.subscribe(owner)
     websocket.app.state.context.metrics.ws_clients.inc()
     try:
-        covered, opening = await asyncio.to_thread(hub.opening, since, owner)
+        subscriber.covered, opening = await asyncio.to_thread(hub.opening, since, owner)
         for message in opening:
             await websocket.send_text(message.decode())
-        sender = asyncio.create_task(_send_live(websocket, subscriber, covered))
+        sender = asyncio.create_task(_send_live(websocket, subscriber))
         receiver = asyncio.create_task(_drain_client(websocket))
         lagging = asyncio.create_task(subscriber.lagging.wait())
         done, pending = await asyncio.wait({sender, receiver, lagging}, return_when=asyncio.FIRST_COMPLETED)
@@ -62,18 +68,25 @@ async def alerts_socket(websocket: WebSocket) -> None:
         websocket.app.state.context.metrics.ws_clients.dec()
 
 
-async def _send_live(websocket: WebSocket, subscriber: Subscriber, covered: int) -> None:
-    """Live events after `covered`, as they come; whatever queued up meanwhile goes out together."""
+async def _send_live(websocket: WebSocket, subscriber: Subscriber) -> None:
+    """Live events after the opening, as they come; whatever queued up meanwhile goes out together.
+
+    Whenever the queue is empty and the connection writable, the client is handed to the hub,
+    which then writes its events itself; the hub hands it back through the queue when the
+    connection pauses. Both run on the event loop, so the hand-over cannot race a fan-out.
+    """
     frames = DirectFrames.of(websocket)
     queue = subscriber.queue
     while True:
+        if frames is not None and queue.empty() and frames.writable_now():
+            subscriber.go_direct(frames)
         batch = [await queue.get()]
         while not queue.empty() and len(batch) < SEND_BATCH:
             batch.append(queue.get_nowait())
-        live = [event for event in batch if event.seq > covered]  # the rest was in the opening
+        live = [event for event in batch if event.seq > subscriber.covered]  # the rest was in the opening
         if not live:
             continue
-        covered = live[-1].seq
+        subscriber.covered = live[-1].seq
         if frames is not None:
             await frames.write(b"".join(event.frame for event in live))
         else:
@@ -87,11 +100,12 @@ class DirectFrames:
     Through ASGI each message to each client is encoded, framed (and compressed, when the
     browser negotiated permessage-deflate) and written with a system call of its own: about
     10-20 us, so 100 dashboards at 1,000 events/s would need more than one core. Here a batch
-    of events costs one write per client. This needs uvicorn's websockets-sansio protocol (the
-    server `lifeline up` runs), reached as the owner of Starlette's `receive`; with any other
-    server `of` returns None and events go through ASGI `send_text`. Flow control is the
-    transport's, as for uvicorn's own send: while the client does not read, writes wait, the
-    hub queue fills and the hub marks the client lagging.
+    of events costs one write per client, by the hub (`write_now`) or by the client's sender
+    (`write`). This needs uvicorn's websockets-sansio protocol (the server `lifeline up` runs),
+    reached as the owner of Starlette's `receive`; with any other server `of` returns None and
+    events go through ASGI `send_text`. Flow control is the transport's, as for uvicorn's own
+    send: while the client does not read, the hub stops writing (`writable_now` is false), the
+    sender's writes wait, the hub queue fills and the hub marks the client lagging.
     """
 
     def __init__(self, protocol):
@@ -108,9 +122,20 @@ class DirectFrames:
     async def write(self, frames: bytes) -> None:
         protocol = self.protocol
         await protocol.writable.wait()
-        if protocol.disconnected or protocol.close_sent or protocol.transport.is_closing():
+        if not self._open():
             raise WebSocketDisconnect(1006)
         protocol.transport.write(frames)
+
+    def writable_now(self) -> bool:
+        return self.protocol.writable.is_set() and self._open()
+
+    def write_now(self, frames: bytes) -> None:
+        self.protocol.transport.write(frames)
+
+    def _open(self) -> bool:
+        # No frame may follow a close frame (RFC 6455 §5.5.1), ours or the client's.
+        protocol = self.protocol
+        return not (protocol.disconnected or protocol.close_sent or protocol.transport.is_closing())
 
 
 async def _drain_client(websocket: WebSocket) -> None:

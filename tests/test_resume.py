@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from websockets.sync.client import connect
@@ -46,6 +47,39 @@ def test_reconnect_with_since_receives_exactly_the_missed_events(service, broker
         reset = receive(ws)
         assert reset["type"] == "snapshot" and reset["reset"] is True and reset["seq"] == last_seen + 5
         assert [a["sensor"] for a in reset["alerts"]] == ["GAS-0001"]
+    gateway.close()
+
+
+def test_clients_joining_while_events_flow_receive_each_event_exactly_once(service, broker):
+    # The boundary between a client's opening and its live events (where its events stop
+    # going through its queue and the hub starts writing to it directly) loses nothing and
+    # repeats nothing, whether the opening is a snapshot or the events after `since`.
+    gateway = Gateway(broker.url, "gw-gas-01")
+    t0 = now_ms() - 100_000
+    value = iter([6.0, 1.0] * 100)  # every reading moves the alert: an event or two each
+    ts = iter(range(t0, t0 + 200_000, 1000))
+
+    def burst(readings: int = 10) -> None:
+        gateway.send({"GAS-0001": [{"ts": next(ts), "values": {"ch4": next(value)}} for _ in range(readings)]})
+
+    with contextlib.ExitStack() as stack:
+        clients = []
+        for since in (None, 0, None, "last", None):
+            burst()
+            last = service.get("/healthz")["seq"]
+            clients.append(stack.enter_context(connect(service.ws_url(since=last if since == "last" else since))))
+        burst(40)
+        wait_for(lambda: service.get("/healthz")["readings"] == 90, message="all 90 readings processed")
+        final = service.get("/healthz")["seq"]  # their events are committed and on their way
+        for ws in clients:
+            first = receive(ws)
+            seqs = [first["seq"]] if first["type"] == "event" else []
+            covered = first["seq"] - len(seqs)
+            while covered + len(seqs) < final:
+                message = receive(ws)
+                assert message["type"] == "event"
+                seqs.append(message["seq"])
+            assert seqs == list(range(covered + 1, final + 1))
     gateway.close()
 
 
