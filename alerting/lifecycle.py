@@ -183,8 +183,12 @@ class AlertBook:
             raise
         events = [Event(c.transition.seq, c.transition.event, c.alert,
                         event_body(c.transition.seq, c.transition.event, c.body), c.transition) for c in changes]
-        for event in events:
-            for listener in self._listeners:
+        # Listener by listener, each with the whole batch in seq order: the first (the
+        # websocket hub) then has every event before the slower ones (MQTT publish, pager)
+        # start, so the event loop fans the batch out in one wake-up instead of waiting for
+        # this thread to finish the others event by event (7-20 ms of the fan-out latency).
+        for listener in self._listeners:
+            for event in events:
                 listener(event)
         return events
 
