@@ -113,6 +113,12 @@ def array_bytes(obj: object, seen: set[int] | None = None, history: bool | None 
         return 0
     seen.add(id(obj))
     if isinstance(obj, np.ndarray):
+        # A view (a field of a record array, a slice) counts as the array it views, once.
+        while isinstance(obj.base, np.ndarray):
+            obj = obj.base
+        if id(obj) in seen:
+            return 0
+        seen.add(id(obj))
         return obj.nbytes
     if isinstance(obj, list | tuple):
         return sum(array_bytes(item, seen) for item in obj)

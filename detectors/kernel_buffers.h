@@ -21,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #define MAX_BORROWED 48
@@ -34,9 +35,11 @@ typedef struct {
 } Borrowed;
 
 /* The kind of a buffer's element: 'f' float, 'i' signed integer, 'u' unsigned integer,
- * 'b' bool, or 0 for anything else (struct-module format characters, as numpy exports them). */
+ * 'b' bool, 'r' record (a numpy structured array), or 0 for anything else (struct-module
+ * format characters, as numpy exports them). */
 static inline char element_kind(const char *format) {
     if (format == NULL) return 'u';  /* plain bytes */
+    if (format[0] == 'T' && format[1] == '{') return 'r';
     char code = format[strlen(format) - 1];
     switch (code) {
         case 'd': case 'f': case 'e': return 'f';
@@ -69,7 +72,8 @@ static inline void *borrow(Borrowed *arrays, PyObject *array, const char *name, 
     Py_ssize_t n = view->itemsize ? view->len / view->itemsize : 0;
     if (element_kind(view->format) != kind || view->itemsize != itemsize || view->ndim > 1) {
         PyErr_Format(PyExc_ValueError, "%s: expected a 1-d array of %zd-byte %s elements, got format '%s'",
-                     name, itemsize, kind == 'f' ? "float" : kind == 'b' ? "bool" : "integer",
+                     name, itemsize,
+                     kind == 'f' ? "float" : kind == 'b' ? "bool" : kind == 'r' ? "record" : "integer",
                      view->format ? view->format : "B");
         arrays->failed = 1;
         return NULL;
@@ -91,6 +95,42 @@ static inline Py_ssize_t borrowed_length(const Borrowed *arrays) {
 static inline void give_back(Borrowed *arrays) {
     for (int i = 0; i < arrays->count; i++) PyBuffer_Release(&arrays->views[i]);
     arrays->count = 0;
+}
+
+/* Records: a kernel that keeps each binding's state in one C struct (so that a binding's
+ * reading touches a cache line or two instead of one line per state array) exports the
+ * struct's layout with `add_layout`, and Python builds the numpy structured dtype from it
+ * (`detectors.records.record_dtype`), so the two cannot disagree; the array is then borrowed
+ * with kind 'r' and itemsize sizeof(struct), which checks its size and length.
+ *
+ *     typedef struct { int64_t last_ts; double prev; } State;
+ *     static const RecordField STATE_FIELDS[] = {
+ *         RECORD_FIELD(State, last_ts, "<i8"), RECORD_FIELD(State, prev, "<f8"),
+ *     };
+ *     ... in PyInit: add_layout(module, "STATE", STATE_FIELDS, 2, sizeof(State))
+ *     ... in a kernel: State *state = borrow(&arrays, args[k], "state", 'r', sizeof(State), n, WRITE);
+ */
+typedef struct {
+    const char *name, *format;  /* numpy dtype string of the member, e.g. "<f8", "i1", "?" */
+    Py_ssize_t offset;
+} RecordField;
+
+#define RECORD_FIELD(type, member, format) {#member, format, (Py_ssize_t)offsetof(type, member)}
+
+/* Sets module.<attribute> = (itemsize, ((name, format, offset), ...)); -1 with an exception set. */
+static inline int add_layout(PyObject *module, const char *attribute, const RecordField *fields, int n,
+                             Py_ssize_t itemsize) {
+    PyObject *members = PyTuple_New(n);
+    if (members == NULL) return -1;
+    for (int i = 0; i < n; i++) {
+        PyObject *member = Py_BuildValue("(ssn)", fields[i].name, fields[i].format, fields[i].offset);
+        if (member == NULL) return Py_DECREF(members), -1;
+        PyTuple_SET_ITEM(members, i, member);
+    }
+    PyObject *layout = Py_BuildValue("(nN)", itemsize, members);
+    if (layout == NULL) return -1;
+    if (PyModule_AddObject(module, attribute, layout) < 0) return Py_DECREF(layout), -1;
+    return 0;
 }
 
 #endif
