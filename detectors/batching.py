@@ -7,7 +7,8 @@ channel once per batch for all detectors: a stable counting sort
 (`_order_kernel.group_by_channel`, a few ms per million rows), which keeps each channel's
 rows in time order when the gateways sent them so (the usual batch) and makes the kernels'
 state accesses sequential; a batch in which some channel goes back in time is sorted by
-(channel, ts) instead.
+(channel, ts) instead, and so is a batch of fewer rows than a 64th of the channels, for which
+a sort costs less than the counting sort's passes over every channel.
 
 Detectors written with numpy (bridge modal analysis) use `rounds`: a batch's (binding, ts)
 pairs, late ones dropped, split so that round k holds the k-th reading of every binding that
@@ -143,17 +144,25 @@ def rounds(binding: np.ndarray, ts: np.ndarray, last_ts: np.ndarray) -> tuple[np
     return (order if kept.size == binding.size else kept[order]), bounds
 
 
+#: A batch with fewer rows than n_channels / SMALL_BATCH is put in order by a sort.
+SMALL_BATCH = 64
+
+
 class _TimeOrder:
     """A batch's rows in (channel, ts, row) order, from a counting sort by channel when each
-    channel's rows are already in time order, else from a full sort. Shared, read-only, by
+    channel's rows are already in time order, else (or for a batch of few rows) from a sort. Shared, read-only, by
     every detector that evaluates the batch (see `_latest_order`); rows of channels outside
     0..n_channels-1 are left out."""
 
     def __init__(self, channel: np.ndarray, ts: np.ndarray, value: np.ndarray, n_channels: int):
         self._sources = (weakref.ref(channel), weakref.ref(ts), weakref.ref(value))
         self.n_channels = n_channels
-        grouped = np.empty(channel.size, np.int32), np.empty(ts.size, np.int64), np.empty(value.size, np.float64)
-        kept, ordered = group_by_channel(channel, ts, value, n_channels, *grouped)
+        # The counting sort makes passes over every channel (about 120 us for 100,000): a batch
+        # of fewer rows than a 64th of the channels is sorted outright instead (35 us for 1,000).
+        ordered = False
+        if channel.size * SMALL_BATCH >= n_channels:
+            grouped = np.empty(channel.size, np.int32), np.empty(ts.size, np.int64), np.empty(value.size, np.float64)
+            kept, ordered = group_by_channel(channel, ts, value, n_channels, *grouped)
         if ordered:
             self.channel, self.ts, self.value = (column[:kept] for column in grouped)
         else:

@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors import batching
 from detectors.batching import BindingIndex, bound_readings, rounds
 
 N_CHANNELS = 6
@@ -81,17 +82,24 @@ shared_layouts = st.lists(st.integers(0, N_CHANNELS - 1), max_size=N_CHANNELS + 
 @given(st.lists(shared_layouts, min_size=1, max_size=3), readings, readings, st.booleans())
 def test_bound_readings_give_each_binding_its_readings_in_time_order(detectors, first, second, in_order) -> None:
     """Kernel detectors see, per binding, exactly what the reference says (late ones skipped),
-    for batches already in time order per channel (used as they are) and for the others."""
+    for batches already in time order per channel (used as they are) and for the others, and
+    for batches counted into order and batches small enough to be sorted."""
     indexes = [BindingIndex(np.array(channels, np.int64), N_CHANNELS) for channels, _ in detectors]
-    for rows in (first, second):
-        if in_order:
-            rows = sorted(rows, key=lambda r: r[1])
-        channel = np.array([c for c, _, _ in rows], np.int32)
-        ts = np.array([t for _, t, _ in rows], np.int64)
-        value = np.array([v for _, _, v in rows], np.float64)
-        for index, (channels, last) in zip(indexes, detectors, strict=True):
-            got = evaluated(index, channel, ts, value, np.array(last, np.int64))
-            assert got == reference(channels, rows, last)
+    for small_batch in (batching.SMALL_BATCH, 10**9):  # the usual threshold; every batch "small"
+        batching.SMALL_BATCH, saved = small_batch, batching.SMALL_BATCH
+        batching._recent_orders = []  # no order cached from the other way
+        try:
+            for rows in (first, second):
+                if in_order:
+                    rows = sorted(rows, key=lambda r: r[1])
+                channel = np.array([c for c, _, _ in rows], np.int32)
+                ts = np.array([t for _, t, _ in rows], np.int64)
+                value = np.array([v for _, _, v in rows], np.float64)
+                for index, (channels, last) in zip(indexes, detectors, strict=True):
+                    got = evaluated(index, channel, ts, value, np.array(last, np.int64))
+                    assert got == reference(channels, rows, last)
+        finally:
+            batching.SMALL_BATCH = saved
 
 
 def test_a_batch_is_grouped_by_channel_once_for_every_detector() -> None:
