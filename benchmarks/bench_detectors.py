@@ -13,8 +13,10 @@ builds them for the pipeline:
 The feed is noise around a per-channel mean with level steps, spikes and stuck channels, one
 reading every 10 s per channel, channels shuffled within each time step. After a warm-up that
 completes the change baselines and fills the windows, it measures batches of one reading per
-channel (100,000 rows) and of ten (1,000,000 rows, ten rounds). Every batch goes through every
-detector in pipeline order (quality, threshold, trend, change, deadman); each call is timed
+channel (100,000 rows), of ten (1,000,000 rows, ten rounds), and small batches of 5,000
+readings of random channels (a round of one reading per channel cut in 20), the size of a
+pipeline batch at a few hundred thousand readings per second, where every reading's state is
+a cache miss. Every batch goes through every detector in pipeline order (quality, threshold, trend, change, deadman); each call is timed
 with this process's CPU time, so the per-detector numbers and the full set (their sum, which is
 what the pipeline spends) are measured on the same batches and state. Readings per second count
 batch rows: a reading evaluated by all five detectors counts once.
@@ -45,6 +47,7 @@ T0 = 1_700_000_000_000
 INTERVAL_MS = 10_000
 TREND_POINTS = 16
 SPIKE_WINDOW = 9
+SMALL, SMALL_ROWS = 0, 5_000  # small batches: a pipeline batch at a few hundred thousand readings/s
 
 
 def build() -> tuple[Catalogue, list[Rule]]:
@@ -145,8 +148,14 @@ def main() -> None:
         warm = feed.batch(10)
         for d in order:
             d.update(warm)
-    for per_channel, n_batches in ((1, 6), (10, 2)):
-        work = [feed.batch(per_channel) for _ in range(n_batches)]
+    for per_channel, n_batches in ((1, 6), (10, 2), (SMALL, 100)):
+        if per_channel == SMALL:
+            # Five rounds of one reading per channel, each cut into batches of 5,000 rows.
+            rounds = [feed.batch(1) for _ in range(n_batches * SMALL_ROWS // N_CHANNELS)]
+            work = [Batch(r.channel[i:i + SMALL_ROWS], r.ts[i:i + SMALL_ROWS], r.value[i:i + SMALL_ROWS])
+                    for r in rounds for i in range(0, N_CHANNELS, SMALL_ROWS)]
+        else:
+            work = [feed.batch(per_channel) for _ in range(n_batches)]
         cpu = dict.fromkeys([d.kind for d in order], 0.0)
         found = dict.fromkeys(cpu, 0)
         for batch in work:
@@ -155,7 +164,9 @@ def main() -> None:
                 found[d.kind] += len(d.update(batch))
                 cpu[d.kind] += time.process_time() - t0
         rows = sum(len(b) for b in work)
-        print(f"\n{per_channel} reading(s)/channel per batch: {n_batches} batches of {rows // n_batches:,} rows")
+        shape = (f"batches of {SMALL_ROWS:,} readings of random channels" if per_channel == SMALL
+                 else f"{per_channel} reading(s)/channel per batch")
+        print(f"\n{shape}: {n_batches} batches of {rows // n_batches:,} rows")
         for kind, seconds in cpu.items():
             print(f"  {kind:<10} {rows / seconds / 1e6:6.2f} M readings/s CPU  {seconds / n_batches * 1e3:8.1f} "
                   f"ms/batch  {found[kind] / n_batches:8.0f} findings/batch")
