@@ -16,8 +16,8 @@ completes the change baselines and fills the windows, it measures batches of one
 channel (100,000 rows), of ten (1,000,000 rows, ten rounds), and small batches of 5,000
 readings of random channels (a round of one reading per channel cut in 20), the size of a
 pipeline batch at a few hundred thousand readings per second, where every reading's state is
-a cache miss. Every batch goes through every detector in pipeline order (quality, threshold, trend, change, deadman); each call is timed
-with this process's CPU time, so the per-detector numbers and the full set (their sum, which is
+a cache miss. Every batch goes through every detector in pipeline order (quality, threshold,
+trend, change, deadman); each call is timed with this process's CPU time, so the per-detector numbers and the full set (their sum, which is
 what the pipeline spends) are measured on the same batches and state. Readings per second count
 batch rows: a reading evaluated by all five detectors counts once.
 
