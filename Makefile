@@ -20,7 +20,7 @@ test: install system-packages test-system-packages
 install: $(VENV)/.installed
 
 # The C kernels are built by the install: a changed kernel source reinstalls.
-$(VENV)/.installed: pyproject.toml $(wildcard detectors/*.c detectors/*.h)
+$(VENV)/.installed: pyproject.toml $(wildcard detectors/*.c detectors/*.h ingest/*.c)
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(SUDO) apt-get update -q && $(APT_INSTALL) python3-venv; }
 	@{ command -v gcc >/dev/null && $(PYTHON) -c 'import os, sys, sysconfig; \
 	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; } || \

@@ -14,8 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest import _payload_parser
 from ingest.decode import TelemetryDecoder
 from ingest.fast_decode import FastDecoder
+from ingest.rejection import MAX_PAYLOAD_BYTES
 from lifeline.catalogue import Catalogue
 from lifeline.config import load_config
 from tests.conftest import DATA
@@ -147,21 +149,22 @@ number_literals = st.one_of(
     strict_numbers,
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.integers(-(10**30), 10**30).map(str),
-    st.sampled_from(["-0", "-0.0", "0e0", "-0e-5", "01", "-01", "00", "1.", ".5", "1e", "1e+", "+1", "-", "--1",
-                     "NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "true", "false", "null",
-                     '"3.2"', "[1.5, 2]", "{}", "0x10", "1_0", "\u0661", "2.2250738585072011e-308",
+    st.sampled_from(["-0", "-0.0", "0e0", "-0e-5", "01", "-01", "00", "1.", ".5", "1e", "1e+", "+1", "-",
+                     "--1", "NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "true", "false",
+                     "null", '"3.2"', "[1.5, 2]", "{}", "0x10", "1_0", "\u0661", "2.2250738585072011e-308",
                      "4.9e-324", "1.7976931348623157e308", "1.7976931348623159e308", "9007199254740993",
                      "123456789012345678901234567890", "1" * 70, "0." + "0" * 70 + "1"]))
 ts_literals = st.one_of(
     st.integers(NOW - 40 * DAY, NOW + 10 * 60_000).map(str),
-    st.sampled_from(["0", "-0", "01", f"0{NOW}", "-1", f"{NOW}.0", f"{NOW}e0", "1e3", str(2**62), str(2**62 + 1),
-                     str(2**64), "9" * 25, "null", f'"{NOW}"', "true", "[]"]))
+    st.sampled_from(["0", "-0", "01", f"0{NOW}", "-1", f"{NOW}.0", f"{NOW}e0", "1e3", str(2**62),
+                     str(2**62 + 1), str(2**64), "9" * 25, "null", f'"{NOW}"', "true", "[]"]))
 
 
 @st.composite
 def json_object(draw, members) -> str:
     """`members` joined into an object, with JSON (and not quite JSON) whitespace around tokens."""
-    parts = [f"{draw(blanks)}{key}{draw(blanks)}:{draw(blanks)}{value}{draw(blanks)}" for key, value in members]
+    parts = [f"{draw(blanks)}{key}{draw(blanks)}:{draw(blanks)}{value}{draw(blanks)}"
+             for key, value in members]
     return "{" + draw(blanks) + ",".join(parts) + draw(blanks) + "}"
 
 
@@ -221,25 +224,29 @@ adversarial_messages = st.tuples(st.sampled_from(["gw-gas-01", "gw-gas-01", "gw-
                                  st.integers(NOW, NOW + 1000))
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.lists(adversarial_messages, max_size=5))
 def test_parser_accepts_only_what_the_precise_decoder_accepts_the_same_way(group):
     assert_same_readings_as_precise(group)
 
 
 def test_clean_variants_stay_on_the_fast_path_and_unusual_ones_go_back():
-    clean = [b'{}', b' \r\n\t{ } ', b'{"GAS-0001": []}', b'{"GAS-0001": {"values": {"ch4": 1}, "ts": %d}}' % NOW,
+    clean = [b'{}', b' \r\n\t{ } ', b'{"GAS-0001": []}',
+             b'{"GAS-0001": {"values": {"ch4": 1}, "ts": %d}}' % NOW,
              b'{"GAS-0001":[{"values":{"ch4":-0,"temp":-0.0}},{"values":{"ch4":1e2},"ts":%d}],'
              b'"GAS-0002":{"values":{"ch4":1.5E-3}}}' % NOW]
     unusual = [b'{"GAS-0001": {"values": {"ch4": 1, "ch4": 2}}}',  # a repeated metric
-               b'{"GAS-0001": {"values": {"ch4": 1}}, "GAS-0001": {"values": {"ch4": 2}}}',  # a repeated sensor
+               # a repeated sensor
+               b'{"GAS-0001": {"values": {"ch4": 1}}, "GAS-0001": {"values": {"ch4": 2}}}',
                b'{"GAS-0001": {"values": {"ch4": 1}, "values": {"temp": 2}}}',
                b'{"GAS-0001": {"ts": %d, "ts": %d, "values": {"ch4": 1}}}' % (NOW, NOW),
                b'{"GAS\\u002d0001": {"values": {"ch4": 1}}}', b'{"GAS-0001": {"values": {"ch\\u0034": 1}}}',
                b'{"GAS-0001": {"values": {}}}', b'{"GAS-0001": {"ts": %d}}' % NOW, b'{"GAS-0001": null}',
-               b'{"GAS-0001": [[]]}', b'{"GAS-0001": {"values": {"ch4": 01}}}', b'{"GAS-0001": {"values": {"ch4": true}}}',
+               b'{"GAS-0001": [[]]}', b'{"GAS-0001": {"values": {"ch4": 01}}}',
+               b'{"GAS-0001": {"values": {"ch4": true}}}',
                b'{"GAS-0001": {"values": {"ch4": 1e400}}}', b'{"GAS-0001": {"ts": 01, "values": {"ch4": 1}}}',
-               b'{"GAS-0001": {"ts": -0, "values": {"ch4": 1}}}', b'{"GAS-0001": {"dt": 1, "values": {"ch4": [1]}}}',
+               b'{"GAS-0001": {"ts": -0, "values": {"ch4": 1}}}',
+               b'{"GAS-0001": {"dt": 1, "values": {"ch4": [1]}}}',
                b'{"GAS-0001": {"values": {"ch4": 1}}} x', b'{"GAS-0001": {"values": {"ch4": 1}}', b'[]', b'',
                b'\xef\xbb\xbf{}', b'{"PIPE-0001": {"values": {"pressure": 1}}}']
     group = [("gw-gas-01", payload, NOW) for payload in clean + unusual]
@@ -254,8 +261,6 @@ def test_the_sign_of_zero_is_kept_as_msgspec_decodes_it():
 
 
 def test_a_payload_over_the_limit_goes_back_even_when_clean():
-    from ingest.rejection import MAX_PAYLOAD_BYTES
-
     head = b'{"GAS-0002": {"values": {"ch4": 1}}}'
     group = [("gw-gas-01", head + b" " * (MAX_PAYLOAD_BYTES - len(head)), NOW),
              ("gw-gas-01", head + b" " * (MAX_PAYLOAD_BYTES - len(head) + 1), NOW)]
@@ -263,8 +268,6 @@ def test_a_payload_over_the_limit_goes_back_even_when_clean():
 
 
 # The parser's own contract: argument checks, bounded writes, no crash on any bytes.
-from ingest import _payload_parser  # noqa: E402
-
 TABLE = _payload_parser.table({"A": {"x": 0, "y": 1}, "B": {"x": 2}})
 
 
@@ -278,19 +281,23 @@ def parse_into(payloads, cap) -> tuple[int, np.ndarray, tuple[np.ndarray, ...]]:
     return rows, counts[:len(payloads)], columns
 
 
+PARSER_SAMPLE = (b'{"A": {"values": {"x": 1.5, "y": -2}, "ts": 7},'
+                 b' "B": [{"values": {"x": 0}}, {"values": {"x": 3e1}}]}')
+
+
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.one_of(st.binary(max_size=60), mutated(st.sampled_from(
-    [b'{"A": {"values": {"x": 1.5, "y": -2}, "ts": 7}, "B": [{"values": {"x": 0}}, {"values": {"x": 3e1}}]}']))),
-    max_size=6), st.integers(0, 8))
+@given(st.lists(st.one_of(st.binary(max_size=60), mutated(st.just(PARSER_SAMPLE))), max_size=6),
+       st.integers(0, 8))
 def test_parser_never_writes_past_its_arrays_whatever_the_bytes(payloads, cap):
     rows, counts, (channel, ts, value) = parse_into(payloads, cap)
     assert 0 <= rows <= cap and rows == counts[counts > 0].sum()
     assert ((counts == -1) | (counts >= 0)).all()
-    assert np.isin(channel[:rows], [0, 1, 2]).all() and np.isin(ts[:rows], [7, -1]).all()
+    assert np.isin(channel[:rows], [0, 1, 2]).all() and (ts[:rows] >= -1).all()
 
 
 def test_a_message_that_does_not_fit_goes_back_and_the_next_ones_still_fit():
-    payloads = [b'{"A": {"values": {"x": 1}}}', b'{"A": {"values": {"x": 2, "y": 3}}}', b'{"B": {"values": {"x": 4}}}']
+    payloads = [b'{"A": {"values": {"x": 1}}}', b'{"A": {"values": {"x": 2, "y": 3}}}',
+                b'{"B": {"values": {"x": 4}}}']
     rows, counts, (channel, ts, value) = parse_into(payloads, 2)
     assert rows == 2 and counts.tolist() == [1, -1, 1]
     assert channel[:2].tolist() == [0, 2] and ts[:2].tolist() == [-1, -1] and value[:2].tolist() == [1.0, 4.0]
@@ -308,11 +315,13 @@ def test_parser_refuses_wrong_arguments():
         (lambda: _payload_parser.parse(payload, [TABLE], -1, *good), ValueError),
         (lambda: _payload_parser.parse(payload, [TABLE], 10.0, *good), TypeError),
         (lambda: _payload_parser.parse(payload, [TABLE], 10, np.empty(4, np.int64), *good[1:]), ValueError),
-        (lambda: _payload_parser.parse(payload, [TABLE], 10, good[0], np.empty(3, np.int64), *good[2:]), ValueError),
+        (lambda: _payload_parser.parse(payload, [TABLE], 10, good[0], np.empty(3, np.int64), *good[2:]),
+         ValueError),
         (lambda: _payload_parser.parse(payload, [TABLE], 10, *good[:2], np.empty(4, np.float32), good[3]),
          ValueError),
         (lambda: _payload_parser.parse(payload, [TABLE], 10, *good[:3], np.empty(2, np.int64)), ValueError),
-        (lambda: _payload_parser.parse(payload, [TABLE], 10, *good[:3], np.empty((1, 1), np.int64)), ValueError),
+        (lambda: _payload_parser.parse(payload, [TABLE], 10, *good[:3], np.empty((1, 1), np.int64)),
+         ValueError),
         (lambda: _payload_parser.parse(payload, [TABLE], 10, good[0][::2], *good[1:]), ValueError),
         (lambda: _payload_parser.parse(payload, [TABLE], 10, *good[:3], np.frombuffer(bytes(8), np.int64)),
          ValueError),
