@@ -13,7 +13,8 @@ shape (gateway batches of 100 readings per message; one reading per message) it 
 - latency: alerts published at 50 % of the sustained rate, send time to websocket arrival
   (lifeline.bench_latency);
 - memory: resident size of the service's process tree, with the catalogue's channels;
-- ratio: sustained / decode ceiling.
+- ratio: sustained / decode ceiling (msgspec); and sustained / parse ceiling (the service's own
+  C parser, receiving and parsing only).
 
 `lifeline bench --fanout` measures websocket fan-out instead (lifeline.bench_fanout). It
 prints a table (and JSON with --json) and never asserts numbers.
@@ -81,6 +82,10 @@ class Bench:
         # What any Python pipeline could reach: the better of the receivers.
         result["python_decode"] = max((v for k, v in result.items() if k.startswith("python_decode_")),
                                       key=lambda v: v["readings_per_s"])
+        if lean_receiver_available():
+            # Receiving and parsing as the service does, nothing else.
+            result["python_parse"] = decode_ceiling(self.broker.url, shape, messages, o.sensors, o.publishers,
+                                                    self._take_ts(messages), "parser")
         return result
 
     # -- sustained throughput -------------------------------------------------------------------------
@@ -167,7 +172,7 @@ class Bench:
         report: dict = {"machine": machine(), "setup": {
             "sensors": o.sensors, "gateways": o.publishers, "publishers": o.publishers, "duration_s": o.duration,
             "workers": o.workers or "default", "rules": "threshold (4 levels) on every channel"}}
-        ceilings, sustained, latency, ratio, sends = {}, {}, {}, {}, {}
+        ceilings, sustained, latency, ratio, ratio_parse, sends = {}, {}, {}, {}, {}, {}
         self.service.start()
         try:
             health = self.service.health()
@@ -184,6 +189,8 @@ class Bench:
                     latency[name], sends[name] = self.latency_run(shape, sustained[name]["readings_per_s"])
                     decoded = ceilings[name]["python_decode"]["readings_per_s"]
                     ratio[name] = round(sustained[name]["readings_per_s"] / decoded, 3) if decoded else None
+                    parsed = ceilings[name].get("python_parse", {}).get("readings_per_s")
+                    ratio_parse[name] = round(sustained[name]["readings_per_s"] / parsed, 3) if parsed else None
             finally:
                 arrivals = watcher.stop()
             memory = self.service.memory()
@@ -193,7 +200,8 @@ class Bench:
         for name, shape_sends in sends.items():
             latency[name].update(summary(latencies_ms(shape_sends, watched), len(shape_sends.ts))
                                  if watched is not None else summary([], len(shape_sends.ts)))
-        report.update(ceilings=ceilings, sustained=sustained, latency=latency, ratio=ratio)
+        report.update(ceilings=ceilings, sustained=sustained, latency=latency, ratio=ratio,
+                      ratio_to_parse_ceiling=ratio_parse)
         report["memory"] = {"channels": report["setup"]["channels"], "idle_rss_mib": idle_memory["rss_mib"], **memory}
         report["websocket"] = {
             "clients": 1, "connected_throughout": watched is not None and watched.reconnects == 0,

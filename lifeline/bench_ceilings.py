@@ -3,10 +3,14 @@
 - the C ceiling: Mosquitto's `mosquitto_sub`, which only counts messages (what broker and
   loopback deliver while the publishers share the cores);
 - the decode ceilings: a minimal Python subscriber that only decodes each payload into numpy
-  arrays (channel, ts, value) with a typed msgspec decoder: what any Python pipeline could
-  reach. Measured with two receivers: paho-mqtt in its own network thread (decoding in its
-  callback), and the service's own lean `TelemetrySubscriber` (decoding batches drained from
-  its queue in a second thread, as the pipeline does) when that module is present.
+  arrays (channel, ts, value) with a typed msgspec decoder, a general JSON library: what any
+  Python pipeline could reach. Measured with two receivers: paho-mqtt in its own network
+  thread (decoding in its callback), and the service's own lean `TelemetrySubscriber`
+  (decoding batches drained from its queue in a second thread, as the pipeline does) when that
+  module is present;
+- the parse ceiling: the lean subscriber with the service's own payload parser
+  (`ingest/payload_parser.c`) instead of msgspec: receiving and parsing alone, what the
+  service's pipeline could reach if detection and archiving cost nothing.
 
 Both run on a topic prefix the service does not subscribe to, so the service idles meanwhile.
 Each rate is taken between the first and the last message received.
@@ -67,7 +71,7 @@ def c_ceiling(url: str, shape: Shape, messages: int, sensors: int, gateways: int
     return _rate(shape, expected, received, seconds)
 
 
-RECEIVERS = ("paho", "lean")
+RECEIVERS = ("paho", "lean")  # msgspec decoding; "parser" is the lean receiver with the C parser
 
 
 def lean_receiver_available() -> bool:
@@ -85,8 +89,10 @@ def decode_ceiling(url: str, shape: Shape, messages: int, sensors: int, gateways
     expected = sum(plan.messages for plan in plans)
     context = multiprocessing.get_context("spawn")
     ready, results = context.Event(), context.Queue()
-    body = _decoding_subscriber if receiver == "paho" else _lean_decoding_subscriber
-    subscriber = context.Process(target=body, args=(url, sensors, expected, ready, results), daemon=True)
+    body, args = _decoding_subscriber, (url, sensors, expected, ready, results)
+    if receiver != "paho":
+        body, args = _lean_decoding_subscriber, (*args, receiver == "parser")
+    subscriber = context.Process(target=body, args=args, daemon=True)
     subscriber.start()
     try:
         if not ready.wait(60):
@@ -170,10 +176,33 @@ def _decoding_subscriber(url: str, sensors: int, expected: int, ready, results) 
                  state["cpu_last"] - state["cpu_first"]))
 
 
-def _lean_decoding_subscriber(url: str, sensors: int, expected: int, ready, results) -> None:
+def parsed_arrays(payloads: list[bytes], sensors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`payload_arrays` with the service's C parser; `sensors` is its table of every sensor."""
+    from ingest._payload_parser import parse
+
+    from ingest.rejection import MAX_PAYLOAD_BYTES
+
+    cap = sum(map(len, payloads)) // 5 + 1  # as ingest/fast_decode.py sizes them
+    channel, ts, value = np.empty(cap, np.int32), np.empty(cap, np.int64), np.empty(cap, np.float64)
+    counts = np.empty(len(payloads), np.int64)
+    n = parse(payloads, [sensors] * len(payloads), MAX_PAYLOAD_BYTES, channel, ts, value, counts)
+    return channel[:n], ts[:n], value[:n]
+
+
+def _lean_decoding_subscriber(url: str, sensors: int, expected: int, ready, results, with_parser: bool) -> None:
     from ingest.telemetry_subscriber import TelemetrySubscriber, end_session
 
     channel_of = {sensor_id(i): i for i in range(sensors)}
+    if with_parser:
+        from ingest._payload_parser import table
+
+        everyone = table({sensor_id(i): {"ch4": i} for i in range(sensors)})
+
+        def decode(payloads: list[bytes]) -> int:
+            return len(parsed_arrays(payloads, everyone)[0])
+    else:
+        def decode(payloads: list[bytes]) -> int:
+            return len(payload_arrays(payloads, channel_of)[0])
     address = parse_mqtt_url(url)
     subscriber = TelemetrySubscriber(address, "bench-decode-lean", [f"{CEILING_PREFIX}/+/telemetry"])
     subscriber.start()
@@ -190,7 +219,7 @@ def _lean_decoding_subscriber(url: str, sensors: int, expected: int, ready, resu
         quiet_since = time.monotonic()
         if received == 0:
             first, cpu_first = time.perf_counter(), time.process_time()
-        readings += len(payload_arrays([message.payload for message in batch], channel_of)[0])
+        readings += decode([message.payload for message in batch])
         last, cpu_last = time.perf_counter(), time.process_time()
         received += len(batch)
     subscriber.stop()

@@ -33,12 +33,13 @@ def test_bench_measures_ceilings_throughput_latency_memory_and_ratio():
                               "--ceiling-messages", "100", "--alert-rate", "20")
     assert result["setup"]["channels"] == 400 + 100  # load sensors and the alert sensors
     for shape, per_message in (("batched", 100), ("single", 1)):
-        for ceiling in ("c_subscriber", "python_decode"):
+        for ceiling in ("c_subscriber", "python_decode", "python_parse"):
             measured = result["ceilings"][shape][ceiling]
             assert measured["messages_received"] == measured["messages_expected"] > 0
             assert measured["messages_per_s"] > 0 and measured["readings_per_s"] > 0
-        assert result["ceilings"][shape]["python_decode"]["readings_decoded"] == (
-            result["ceilings"][shape]["python_decode"]["messages_expected"] * per_message)
+        for ceiling in ("python_decode", "python_parse"):  # every reading decoded, none handed back
+            assert result["ceilings"][shape][ceiling]["readings_decoded"] == (
+                result["ceilings"][shape][ceiling]["messages_expected"] * per_message)
 
         sustained = result["sustained"][shape]
         assert sustained["readings_per_s"] > 0 and sustained["messages_per_s"] > 0
@@ -55,7 +56,7 @@ def test_bench_measures_ceilings_throughput_latency_memory_and_ratio():
         assert latency["service_alert_events"] == latency["events_sent"]  # each alert reading made an event
         assert latency["events_received"] == latency["events_sent"]  # every alert reached the dashboard
         assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
-        assert result["ratio"][shape] > 0
+        assert result["ratio"][shape] > 0 and result["ratio_to_parse_ceiling"][shape] > 0
 
     memory = result["memory"]
     assert memory["channels"] == 500 and memory["processes"] >= 1
@@ -64,7 +65,8 @@ def test_bench_measures_ceilings_throughput_latency_memory_and_ratio():
     assert result["websocket"]["events"] >= sum(result["latency"][s]["events_sent"] for s in ("batched", "single"))
     assert result["machine"]["cpus"] >= 1 and len(result["machine"]["load_average_end"]) == 3
     for row in ("ceiling: mosquitto_sub (C)", "ceiling: Python decode", "sustained: readings/s",
-                "latency: p50 / p99 / max", "memory: 500 channels", "ratio: sustained / decode ceiling"):
+                "latency: p50 / p99 / max", "memory: 500 channels", "ratio: sustained / decode ceiling",
+                "ceiling: Python receive + the service's C parser", "ratio: sustained / parse ceiling"):
         assert row in table
 
 
