@@ -37,11 +37,17 @@ Evaluation: the whole batch, as `detectors.batching.bound_readings` gives it (ea
 readings in that order, late ones included, binding -1 for rows without one), goes to one call
 of the C kernel `detectors._quality_kernel` (``quality_kernel.c``). It groups the readings by
 binding, skips late ones and rows without a binding, runs a loop over each binding's readings
-that reads like the reference, updates the state arrays in place, and reports the readings
+that reads like the reference, updates the state in place, and reports the readings
 that changed a binding's faulty flag, with the new flag; array code would need dozens of
 passes per reading. It does the reference's double-precision operations in the same order (built
 without fused multiply-add) and keeps each spike window in the order a stable sort gives
 (`SpikeWindows`), so the two agree bit for bit.
+
+State: each binding's parameters and state are one record of a numpy structured array whose
+elements are the kernel's C struct (dtype built from the layout the kernel exports,
+`detectors.records`), the fields every reading reads first: pipeline batches are a few thousand
+readings spread over all the channels, so separate arrays would cost a cache miss per array per
+reading. The detector's attributes (`_prev`, `_faulty`, ...) are views of the fields.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from detectors import _quality_kernel
 from detectors.batching import BindingIndex, bound_readings
 from detectors.formatting import format_number, with_unit
 from detectors.level_machine import LevelMachine, flag_threshold
+from detectors.records import records
 from detectors.threshold import Binding, ThresholdFindings, bind_rules, empty_findings
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue
@@ -83,6 +90,9 @@ class SpikeWindows:
     held : (bindings,) int32 - readings in the window, up to its length
     next : (bindings,) int32 - ring slot of the next reading; when the window is full, the
         reading in that slot (the oldest) leaves
+
+    `held` and `next` are views of fields of the detector's per-binding records (the kernel
+    reads them with the rest of a binding's state); `values` and `slots` are buffers of their own.
     """
 
     values: np.ndarray
@@ -116,65 +126,74 @@ class QualityDetector:
         self._channel = np.array([b.channel.index for b in self.bindings], np.int64)
         self._index = BindingIndex(self._channel, n_channels)
 
-        # -- parameters, (bindings,) each; an unset check gets a value that never fires -----------
-        self._range_min = np.array([-np.inf if s.range_min is None else s.range_min for s in specs], np.float64)
-        self._range_max = np.array([np.inf if s.range_max is None else s.range_max for s in specs], np.float64)
+        #: (bindings,) records - each binding's parameters and state in one C struct
+        #: (`quality_kernel.c`'s State), so a reading touches two or three cache lines of it; the
+        #: attributes below are views of its fields (never reassigned: assign their elements).
+        self._state = records(_quality_kernel.STATE, n)
+        state = self._state
+
+        # -- parameters; an unset check gets a value that never fires ---------------------------------
+        self._range_min, self._range_max = state["range_min"], state["range_max"]
+        self._range_min[:] = [-np.inf if s.range_min is None else s.range_min for s in specs]
+        self._range_max[:] = [np.inf if s.range_max is None else s.range_max for s in specs]
         #: int32 - readings that make a run stuck; 0 = no stuck check
-        self._stuck_n = np.array([s.stuck_readings or 0 for s in specs], np.int32)
+        self._stuck_n = state["stuck_n"]
+        self._stuck_n[:] = [s.stuck_readings or 0 for s in specs]
         #: int64 - minimum duration of a stuck run, ms (0 when not set)
-        self._stuck_ms = np.array([round((s.stuck_seconds or 0.0) * 1000) for s in specs], np.int64)
-        self._stuck_tol = np.array([s.stuck_tolerance for s in specs], np.float64)
-        self._spike_threshold = np.array([s.spike_threshold for s in specs], np.float64)
+        self._stuck_ms = state["stuck_ms"]
+        self._stuck_ms[:] = [round((s.stuck_seconds or 0.0) * 1000) for s in specs]
+        self._stuck_tol = state["stuck_tolerance"]
+        self._stuck_tol[:] = [s.stuck_tolerance for s in specs]
+        self._spike_threshold = state["spike_threshold"]
+        self._spike_threshold[:] = [s.spike_threshold for s in specs]
         #: float64 - |dv/dt| limit per second; inf = no rate check
-        self._max_rate = np.array([np.inf if s.max_rate_per_s is None else s.max_rate_per_s for s in specs], np.float64)
-        self._clear_after = np.array([s.clear_after for s in specs], np.int32)
+        self._max_rate = state["max_rate"]
+        self._max_rate[:] = [np.inf if s.max_rate_per_s is None else s.max_rate_per_s for s in specs]
+        self._clear_after = state["clear_after"]
+        self._clear_after[:] = [s.clear_after for s in specs]
+        #: bool - only Python reads it (`on_fault`), so it stays out of the record
         self._suppress = np.array([s.on_fault == "suppress" for s in specs], bool)
         #: int32 - readings in the spike window, 0 = no spike check
-        self._spike_window = np.array([s.spike_window or 0 for s in specs], np.int32)
+        self._spike_window = state["spike_window"]
+        self._spike_window[:] = [s.spike_window or 0 for s in specs]
         #: int64 - first element of each binding's spike window in `_windows`
-        self._spike_start = np.cumsum(self._spike_window, dtype=np.int64) - self._spike_window
+        self._spike_start = state["spike_start"]
+        self._spike_start[:] = np.cumsum(self._spike_window, dtype=np.int64) - self._spike_window
         size = int(self._spike_window.sum())
-        self._windows = SpikeWindows(np.zeros(size), np.zeros(size, np.int32), np.zeros(n, np.int32),
-                                     np.zeros(n, np.int32))
+        self._windows = SpikeWindows(np.zeros(size), np.zeros(size, np.int32), state["held"], state["next"])
 
-        # -- state, (bindings,) each ----------------------------------------------------------------
+        # -- state ----------------------------------------------------------------------------------
         #: int64 - newest ts evaluated, epoch ms (also the previous reading's ts for the rate)
-        self._last_ts = np.full(n, _NO_TS, np.int64)
+        self._last_ts = state["last_ts"]
+        self._last_ts[:] = _NO_TS
         #: float64 - previous evaluated reading, NaN when none
-        self._prev = np.full(n, np.nan)
+        self._prev = state["prev"]
+        self._prev[:] = np.nan
         #: float64 - min and max of the current run, channel unit
-        self._run_min = np.zeros(n, np.float64)
-        self._run_max = np.zeros(n, np.float64)
+        self._run_min, self._run_max = state["run_min"], state["run_max"]
         #: int32 - readings in the current run
-        self._run_count = np.zeros(n, np.int32)
+        self._run_count = state["run_count"]
         #: int64 - ts of the run's first reading, epoch ms
-        self._run_start = np.zeros(n, np.int64)
+        self._run_start = state["run_start"]
         #: bool - faulty now
-        self._faulty = np.zeros(n, bool)
+        self._faulty = state["faulty"]
         #: int32 - good readings in a row while faulty (reset to 0 by the next reading once clear)
-        self._good = np.zeros(n, np.int32)
+        self._good = state["good"]
         #: int8 - code of the latest fault (FAULTS), 0 = none yet
-        self._fault = np.zeros(n, np.int8)
+        self._fault = state["fault"]
         #: float64 - the latest faulty reading, and what its check measured: `aux` = run length
         #: (stuck), robust z (spike), |rate| per s (rate); `ref` = run duration s (stuck),
         #: window median (spike), previous reading (rate), the bound crossed (out_of_range)
-        self._fault_value = np.zeros(n, np.float64)
-        self._fault_aux = np.zeros(n, np.float64)
-        self._fault_ref = np.zeros(n, np.float64)
+        self._fault_value, self._fault_aux, self._fault_ref = state["fault_value"], state["fault_aux"], state["fault_ref"]
         #: (channels,) int32 - faulty bindings of each channel; (channels,) bool - any
         self._faulty_bindings = np.zeros(self.n_channels, np.int32)
         self._faulty_channel = np.zeros(self.n_channels, bool)
 
         self._machine = LevelMachine([(b.rule, b.channel) for b in self.bindings],
                                      [flag_threshold(s.level) for s in specs])
-        #: The kernel's arguments after (binding, ts, value, moved), in `quality_kernel.c`'s
-        #: order: the parameters, then the state it updates in place (never reassigned); the
-        #: spike windows follow them in each call.
-        self._kernel_arrays = (
-            self._range_min, self._range_max, self._stuck_n, self._stuck_ms, self._stuck_tol,
-            self._spike_threshold, self._max_rate, self._clear_after, self._spike_window, self._spike_start,
-            self._last_ts, self._prev, self._run_min, self._run_max, self._run_count, self._run_start,
-            self._faulty, self._good, self._fault, self._fault_value, self._fault_aux, self._fault_ref)
+        #: The kernel's arguments after (binding, ts, value, moved, flag), in `quality_kernel.c`'s
+        #: order: the records and the spike windows, which it updates in place.
+        self._kernel_arrays = (self._state, self._windows.values, self._windows.slots)
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> QualityDetector:
@@ -192,9 +211,7 @@ class QualityDetector:
         # level is the flag itself, so the readings in between change nothing (same findings and
         # `since` as feeding every reading, which the reference does).
         moved, flag = np.empty(binding.size, np.intp), np.empty(binding.size)
-        spikes = self._windows
-        n_moved = _quality_kernel.evaluate(binding, ts, value, moved, flag, *self._kernel_arrays, spikes.held,
-                                           spikes.next, spikes.values, spikes.slots)
+        n_moved = _quality_kernel.evaluate(binding, ts, value, moved, flag, *self._kernel_arrays)
         if n_moved == 0:
             return empty_findings()
         moved, flag = moved[:n_moved], flag[:n_moved]

@@ -230,8 +230,7 @@ def kernel_call(det: QualityDetector, binding: np.ndarray, ts: np.ndarray | None
 
 
 def kernel_arrays(det: QualityDetector) -> tuple[np.ndarray, ...]:
-    spikes = det._windows
-    return (*det._kernel_arrays, spikes.held, spikes.next, spikes.values, spikes.slots)
+    return det._kernel_arrays
 
 
 def test_kernel_refuses_wrong_dtype_length_and_bindings_and_changes_nothing() -> None:
@@ -240,39 +239,58 @@ def test_kernel_refuses_wrong_dtype_length_and_bindings_and_changes_nothing() ->
     assert kernel_call(det, one, value=np.array([50.0])) == 1  # well-formed: binding 1 becomes faulty
     assert det._faulty.tolist() == [False, True, False]
     before = [a.copy() for a in kernel_arrays(det)]
-    arrays = list(kernel_arrays(det))
+    state, windows, slots = kernel_arrays(det)
     with pytest.raises(ValueError, match="binding"):
         kernel_call(det, one.astype(np.intp))
     with pytest.raises(ValueError, match="value"):
         kernel_call(det, one, value=np.array([50.0], np.float32))
     with pytest.raises(ValueError, match="ts: expected 1 elements, got 2"):
         kernel_call(det, one, ts=np.full(2, T0, np.int64))
-    with pytest.raises(ValueError, match="prev"):
-        kernel_call(det, one, arrays=tuple(arrays[:11] + [arrays[11][:2]] + arrays[12:]))
-    with pytest.raises(ValueError, match="faulty"):
-        kernel_call(det, one, arrays=tuple(arrays[:16] + [arrays[16].astype(np.int8)] + arrays[17:]))
-    read_only = arrays[10].copy()
+    with pytest.raises(ValueError, match="state: expected a 1-d array of .*record"):  # plain numbers, not records
+        kernel_call(det, one, arrays=(state["prev"].copy(), windows, slots))
+    with pytest.raises(ValueError, match="state: expected a 1-d array of .*record"):  # records of another size
+        kernel_call(det, one, arrays=(np.zeros(3, [("prev", "<f8"), ("faulty", "?")]), windows, slots))
+    read_only = state.copy()
     read_only.flags.writeable = False
-    with pytest.raises(ValueError, match="last_ts"):
-        kernel_call(det, one, arrays=tuple(arrays[:10] + [read_only] + arrays[11:]))
-    with pytest.raises(ValueError, match="binding 3"):
+    with pytest.raises(ValueError, match="state"):
+        kernel_call(det, one, arrays=(read_only, windows, slots))
+    with pytest.raises(ValueError, match="slots: expected 12 elements"):
+        kernel_call(det, one, arrays=(state, windows, slots[:-1]))
+    with pytest.raises(ValueError, match="binding 3"):  # past the 3 records
         kernel_call(det, np.array([0, 3], np.int32))
+    with pytest.raises(ValueError, match="binding 2"):  # past the 2 records given
+        kernel_call(det, np.array([0, 2], np.int32), arrays=(state[:2], windows, slots))
     with pytest.raises(ValueError, match="binding -2"):
         kernel_call(det, np.array([-1, -2], np.int32))
-    with pytest.raises(ValueError, match="spike window"):  # a window that would end past the buffer
-        kernel_call(det, np.array([0, 2], np.int32), arrays=tuple(arrays[:8] + [np.array([4, 4, 5], np.int32)]
-                                                                + arrays[9:]))
-    wrapped = arrays[23].copy()
-    wrapped[0] = 4  # the next ring slot of binding 0, past its 4-reading window
+    beyond = state.copy()
+    beyond["spike_start"][2] = 9  # binding 2's window would end past the 12-element buffer
+    with pytest.raises(ValueError, match="binding 2: spike window"):
+        kernel_call(det, np.array([0, 2], np.int32), arrays=(beyond, windows, slots))
+    wrapped = state.copy()
+    wrapped["next"][0] = 4  # the next ring slot of binding 0, past its 4-reading window
     with pytest.raises(ValueError, match="binding 0: spike window"):
-        kernel_call(det, np.array([0], np.int32), arrays=tuple(arrays[:23] + [wrapped] + arrays[24:]))
+        kernel_call(det, np.array([0], np.int32), arrays=(wrapped, windows, slots))
     with pytest.raises(ValueError, match="moved"):
         _quality_kernel.evaluate(one, np.full(1, T0), np.ones(1), np.empty(0, np.intp), np.empty(1),
                                  *kernel_arrays(det))
     with pytest.raises(ValueError, match="flag"):
         _quality_kernel.evaluate(one, np.full(1, T0), np.ones(1), np.empty(1, np.intp), np.empty(0),
                                  *kernel_arrays(det))
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(kernel_arrays(det), before, strict=True))
+    with pytest.raises(TypeError, match="8 arguments"):
+        _quality_kernel.evaluate(one, np.full(1, T0), np.ones(1), np.empty(1, np.intp), np.empty(1), state)
+    # Byte for byte: the records hold NaNs (`prev`), and nothing may have been written.
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(kernel_arrays(det), before, strict=True))
+
+
+def test_record_fields_are_the_detectors_arrays() -> None:
+    """The attributes are views of the kernel's records: what the kernel writes, they show."""
+    det = QualityDetector.from_rules(make_catalogue(2), [quality_rule(range_max=10.0, spike_window=4)])
+    assert det._state.dtype.itemsize == 152 and det._state.dtype.fields["fault_value"][1] == 128
+    for view in (det._prev, det._faulty, det._last_ts, det._windows.held, det._range_max, det._fault_ref):
+        assert np.shares_memory(view, det._state)
+    det.update(series([1.0, 2.0, 3.0, 4.0, 50.0], channel=1))
+    assert det._state["faulty"].tolist() == [False, True] and det._windows.held.tolist() == [0, 4]
+    assert det._state["fault_ref"][1] == 10.0 and det._state["prev"][1] == 50.0
 
 
 def test_kernel_skips_unbound_and_late_readings_and_reports_each_flag_change() -> None:
