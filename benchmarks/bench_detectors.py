@@ -101,35 +101,44 @@ class Feed:
         return Batch(channel, ts, value)
 
 
-#: Attributes holding the configured window history, per detector class.
-HISTORY = {"TrendDetector": ("_t", "_v"), "QualityDetector": ("_windows",)}
+#: The configured window history, per detector class: attribute paths of its buffers.
+HISTORY = {"TrendDetector": ("_t", "_v"), "QualityDetector": ("_windows.values", "_windows.slots")}
 
 
-def array_bytes(obj: object, seen: set[int] | None = None, history: bool | None = None) -> int:
-    """Bytes of every numpy array reachable through the attributes of `obj`.
-
-    history: None counts every array; True only the window history (`HISTORY`: trend ring
-    buffers, spike windows); False everything else.
-    """
+def buffers(obj: object, found: dict[int, np.ndarray] | None = None, seen: set[int] | None = None
+            ) -> dict[int, np.ndarray]:
+    """Every numpy buffer reachable through the attributes of `obj`, by identity; a view (a
+    field of a record array, a slice) stands for the array it views, so each is counted once."""
+    found = {} if found is None else found
     seen = set() if seen is None else seen
     if id(obj) in seen:
-        return 0
+        return found
     seen.add(id(obj))
     if isinstance(obj, np.ndarray):
-        # A view (a field of a record array, a slice) counts as the array it views, once.
         while isinstance(obj.base, np.ndarray):
             obj = obj.base
-        if id(obj) in seen:
-            return 0
-        seen.add(id(obj))
-        return obj.nbytes
-    if isinstance(obj, list | tuple):
-        return sum(array_bytes(item, seen) for item in obj)
-    if hasattr(obj, "__dict__") and type(obj).__module__.startswith(("detectors", "__main__")):
-        windows = HISTORY.get(type(obj).__name__, ())
-        return sum(array_bytes(value, seen) for name, value in vars(obj).items()
-                   if history is None or (name in windows) == history)
-    return 0
+        found[id(obj)] = obj
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            buffers(item, found, seen)
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith(("detectors", "__main__")):
+        for value in vars(obj).values():
+            buffers(value, found, seen)
+    return found
+
+
+def state_and_history_bytes(detector: object) -> tuple[int, int]:
+    """(bytes of state and parameters, bytes of window history) of a detector's arrays."""
+    every = buffers(detector)
+    history: dict[int, np.ndarray] = {}
+    for path in HISTORY.get(type(detector).__name__, ()):
+        target = detector
+        for name in path.split("."):
+            target = getattr(target, name)
+        buffers(target, history)
+    total = sum(array.nbytes for array in every.values())
+    windows = sum(array.nbytes for key, array in history.items() if key in every)
+    return total - windows, windows
 
 
 def main() -> None:
@@ -184,7 +193,7 @@ def main() -> None:
     print("\nmemory, bytes per channel (numpy arrays: state and parameters | window history)")
     state = history = 0
     for d in order:
-        s, h = array_bytes(d, history=False), array_bytes(d, history=True)
+        s, h = state_and_history_bytes(d)
         state, history = state + s, history + h
         print(f"  {d.kind:<10} {s / N_CHANNELS:6.0f} | {h / N_CHANNELS:4.0f}")
     print(f"  {'full set':<10} {state / N_CHANNELS:6.0f} | {history / N_CHANNELS:4.0f}   "
