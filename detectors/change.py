@@ -51,6 +51,12 @@ the scalar reference does - warm-up, statistic, level (the state machine of
 no fused multiply-add), so the two agree bit for bit. The level has to be decided inside the
 loop: whether a reading is learned depends on the level after it. The detector holds the level
 state itself (`level`, and `since` per level as the threshold detector holds it).
+
+State: each binding's rule row, warm-up count, baseline, chart, statistic, latest reading and
+ts and level are one record of a numpy structured array whose dtype is the kernel's C struct
+(exported layout, `detectors.records`), so a reading of a binding touches its record's two
+cache lines however few bindings a batch has; `since` (four timestamps per binding, used only
+near a level) is a separate array.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ import numpy as np
 from detectors import _change_kernel
 from detectors.batching import BindingIndex, bound_readings
 from detectors.formatting import with_unit
+from detectors.records import records
 from detectors.threshold import (
     NO_LAST_TS,
     NO_SINCE,
@@ -131,8 +138,6 @@ class ChangeDetector:
             if id(binding.rule) not in row_of:
                 row_of[id(binding.rule)] = len(specs)
                 specs.append(binding.rule.spec)
-        #: int32 - (bindings,) the row of each binding's rule
-        self._rule = np.array([row_of[id(b.rule)] for b in self.bindings], np.int32)
         #: bool - True for a cusum rule, False for ewma
         self._is_cusum = np.array([s.method == "cusum" for s in specs], bool)
         #: int8 - _BOTH, _UP or _DOWN
@@ -169,29 +174,40 @@ class ChangeDetector:
         #: int64 - hold time in whole ms
         self._hold_ms = np.array([int(round(t.hold_s * 1000)) for t in thresholds], np.int64)
 
-        # -- state, (bindings,) each --------------------------------------------------------------
+        # -- state, one record per binding (the kernel's layout STATE) ------------------------------
+        #: A binding's rule row and state in one C struct, so that a reading of it touches two
+        #: cache lines rather than one per array; the attributes below are views of its fields
+        #: (update them in place: assigning one would detach it from the records).
+        self._state = records(_change_kernel.STATE, n)
+        #: int32 - (bindings,) the row of each binding's rule
+        self._rule = self._state["rule"]
+        self._rule[:] = [row_of[id(b.rule)] for b in self.bindings]
         #: int32 - readings of the warm-up so far; == warmup once the baseline is formed
-        self._count = np.zeros(n, np.int32)
+        self._count = self._state["count"]
         #: float64 - baseline mean, channel unit
-        self._mean = np.zeros(n, np.float64)
+        self._mean = self._state["mean"]
         #: float64 - during warm-up Welford's sum of squared deviations M2, then the variance
-        self._var = np.zeros(n, np.float64)
+        self._var = self._state["var"]
         #: float64 - CUSUM sums S+ and S-, sigma units
-        self._upper = np.zeros(n, np.float64)
-        self._lower = np.zeros(n, np.float64)
+        self._upper = self._state["upper"]
+        self._lower = self._state["lower"]
         #: float64 - EWMA of the readings, channel unit
-        self._ewma = np.zeros(n, np.float64)
+        self._ewma = self._state["ewma"]
         #: float64 - statistic of the latest evaluated reading (NaN during warm-up)
-        self._stat = np.full(n, np.nan)
+        self._stat = self._state["stat"]
+        self._stat[:] = np.nan
         #: float64 - latest evaluated reading, channel unit (NaN before any)
-        self._value = np.full(n, np.nan)
+        self._value = self._state["last_value"]
+        self._value[:] = np.nan
         #: int8 - confirmed level
-        self._level = np.zeros(n, np.int8)
-        #: int64 - (bindings * 4) start (epoch ms) of the current unbroken run of statistics at or
-        #: above each level, NO_SINCE when none; binding-major: binding b's are [4 * b:4 * b + 4]
-        self._since = np.full(n * _N_LEVELS, NO_SINCE, np.int64)
+        self._level = self._state["level"]
         #: int64 - newest ts evaluated, epoch ms
-        self._last_ts = np.full(n, NO_LAST_TS, np.int64)
+        self._last_ts = self._state["last_ts"]
+        self._last_ts[:] = NO_LAST_TS
+        #: int64 - (bindings * 4) start (epoch ms) of the current unbroken run of statistics at or
+        #: above each level, NO_SINCE when none; binding-major: binding b's are [4 * b:4 * b + 4].
+        #: Its own array: only readings at or near a level use it.
+        self._since = np.full(n * _N_LEVELS, NO_SINCE, np.int64)
 
         #: The kernel's arrays after the batch's and the findings', in its argument order (the
         #: same objects as above: state is updated in place).
@@ -199,8 +215,7 @@ class ChangeDetector:
             self._is_cusum, self._direction, self._k, self._lam, self._ewma_scale, self._warmup,
             self._learn_weight, self._lowest, self._cap,
             self._limit.reshape(-1), self._clear_value.reshape(-1), self._above, self._hold_ms,
-            self._rule, self._count, self._mean, self._var, self._upper, self._lower, self._ewma, self._stat, self._value,
-            self._level, self._since, self._last_ts)
+            self._state, self._since)
 
     @classmethod
     def from_rules(cls, catalogue: Catalogue, rules: Sequence[Rule]) -> ChangeDetector:

@@ -20,8 +20,16 @@
  * change nothing for them (no run can be in progress: the previous reading ended any, or
  * would have raised the level), so they skip it.
  *
- * Binding numbers come from the batch: every one is checked against the state arrays before
- * the loop starts, and a bad one raises ValueError with nothing changed.
+ * A binding's state is one record (`ChangeState`, exported as the layout STATE for
+ * `detectors.records`): a small batch spread over many bindings touches each binding's state
+ * at random, and a record costs its two cache lines where separate arrays cost a line each.
+ * The binding's level is in the record too; only the per-level run starts (`since`), which the
+ * quiet readings never touch, stay in their own array. level_machine.h indexes level[b] and
+ * since[b * 4], so the kernel hands it a one-binding LevelState (b = 0) pointing into the
+ * binding's record and since row.
+ *
+ * Binding numbers come from the batch: every one (and its record's rule row) is checked
+ * before the loop starts, and a bad one raises ValueError with nothing changed.
  */
 #include "kernel_buffers.h"
 #include "level_machine.h"
@@ -33,12 +41,38 @@ enum { BOTH = 0, UP = 1, DOWN = 2 };
 static inline double py_max(double a, double b) { return b > a ? b : a; }
 static inline double py_min(double a, double b) { return b < a ? b : a; }
 
-#define N_ARGS 37
+/* A binding's state and its rule row, in the order of use by a quiet reading (rule and
+ * warm-up count first, the previous statistic, the baseline, the chart); 80 bytes, so a record
+ * of a 16-byte aligned array spans exactly two cache lines. */
+typedef struct {
+    int64_t last_ts;   /* newest ts evaluated */
+    int32_t rule;      /* row of the binding's rule in the parameters */
+    int32_t count;     /* warm-up readings so far; == warmup once the baseline is formed */
+    double stat;       /* statistic of the latest evaluated reading, NaN during warm-up */
+    double mean;       /* baseline mean */
+    double var;        /* Welford's M2 during warm-up, then the baseline variance */
+    double upper;      /* CUSUM S+ */
+    double lower;      /* CUSUM S- */
+    double ewma;       /* EWMA of the readings */
+    double last_value; /* latest evaluated reading */
+    int8_t level;      /* confirmed level, 0 = none */
+} ChangeState;
+
+static const RecordField STATE_FIELDS[] = {
+    RECORD_FIELD(ChangeState, last_ts, "<i8"), RECORD_FIELD(ChangeState, rule, "<i4"),
+    RECORD_FIELD(ChangeState, count, "<i4"), RECORD_FIELD(ChangeState, stat, "<f8"),
+    RECORD_FIELD(ChangeState, mean, "<f8"), RECORD_FIELD(ChangeState, var, "<f8"),
+    RECORD_FIELD(ChangeState, upper, "<f8"), RECORD_FIELD(ChangeState, lower, "<f8"),
+    RECORD_FIELD(ChangeState, ewma, "<f8"), RECORD_FIELD(ChangeState, last_value, "<f8"),
+    RECORD_FIELD(ChangeState, level, "i1"),
+};
+
+#define N_ARGS 27
 
 /* Whether every binding's rule row is a row of the parameters. */
-static int rule_rows_valid(const int32_t *rule, Py_ssize_t n, Py_ssize_t n_rules) {
+static int rule_rows_valid(const ChangeState *state, Py_ssize_t n, Py_ssize_t n_rules) {
     int valid = 1;
-    for (Py_ssize_t b = 0; b < n; b++) valid &= rule[b] >= 0 && rule[b] < n_rules;
+    for (Py_ssize_t b = 0; b < n; b++) valid &= state[b].rule >= 0 && state[b].rule < n_rules;
     return valid;
 }
 
@@ -48,7 +82,7 @@ PyDoc_STRVAR(evaluate_doc,
 "         sigma_floor_rel, sigma_floor_abs,\n"
 "         is_cusum, direction, k, lam, ewma_scale, warmup, learn, lowest, cap,\n"
 "         limit, clear, above, hold_ms,\n"
-"         rule, count, mean, var, upper, lower, ewma, stat, last_value, level, since, last_ts) -> int\n"
+"         state, since) -> int\n"
 "\n"
 "Evaluate a batch: the reading value[i] at ts[i] of binding[i], in the order given (each\n"
 "binding's readings in (ts, row) order); binding -1 is no binding and a reading older than its\n"
@@ -60,9 +94,9 @@ PyDoc_STRVAR(evaluate_doc,
 "found_limit float64, found_started_at int64. Parameters, (rules,) each: is_cusum bool,\n"
 "direction int8, k, lam, ewma_scale float64, warmup int32, learn, lowest (the lowest limit),\n"
 "cap (the highest limit) float64; levels as in level_machine.h: limit, clear (rules * 4)\n"
-"float64, above bool, hold_ms int64. Per binding: rule int32 (its row in the parameters);\n"
-"state, updated: count int32, mean, var, upper, lower, ewma, stat (NaN during warm-up),\n"
-"last_value float64; level int8, since (bindings * 4) int64; last_ts int64.");
+"float64, above bool, hold_ms int64. Per binding, updated: state, (bindings,) records of the\n"
+"layout STATE (its rule row, the warm-up count, baseline, chart, statistic, latest reading and\n"
+"ts, level); since (bindings * 4) int64.");
 
 static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
@@ -102,30 +136,19 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
     rules.clear = borrow(&arrays, args[22], "clear", 'f', 8, n_rules * N_LEVELS, READ);
     rules.above = borrow(&arrays, args[23], "above", 'b', 1, n_rules, READ);
     rules.hold_ms = borrow(&arrays, args[24], "hold_ms", 'i', 8, n_rules, READ);
-    /* Per binding; the first fixes the number of bindings. */
-    const int32_t *rule = borrow(&arrays, args[25], "rule", 'i', 4, -1, READ);
+    /* Per binding; the records fix the number of bindings. */
+    ChangeState *state = borrow(&arrays, args[25], "state", 'r', sizeof(ChangeState), -1, WRITE);
     Py_ssize_t n = arrays.failed ? 0 : borrowed_length(&arrays);
-    int32_t *count = borrow(&arrays, args[26], "count", 'i', 4, n, WRITE);
-    double *mean = borrow(&arrays, args[27], "mean", 'f', 8, n, WRITE);
-    double *var = borrow(&arrays, args[28], "var", 'f', 8, n, WRITE);
-    double *upper = borrow(&arrays, args[29], "upper", 'f', 8, n, WRITE);
-    double *lower = borrow(&arrays, args[30], "lower", 'f', 8, n, WRITE);
-    double *ewma = borrow(&arrays, args[31], "ewma", 'f', 8, n, WRITE);
-    double *stat = borrow(&arrays, args[32], "stat", 'f', 8, n, WRITE);
-    double *last_value = borrow(&arrays, args[33], "last_value", 'f', 8, n, WRITE);
-    LevelState state;
-    state.level = borrow(&arrays, args[34], "level", 'i', 1, n, WRITE);
-    state.since = borrow(&arrays, args[35], "since", 'i', 8, n * N_LEVELS, WRITE);
-    int64_t *last_ts = borrow(&arrays, args[36], "last_ts", 'i', 8, n, WRITE);
+    int64_t *since = borrow(&arrays, args[26], "since", 'i', 8, n * N_LEVELS, WRITE);
     if (arrays.failed) return give_back(&arrays), NULL;
 
     /* A batch as large as the bindings reads their rule rows faster in one sequential pass
      * than at random, reading by reading. */
-    const int all_rules_valid = m >= n && rule_rows_valid(rule, n, n_rules);
+    const int all_rules_valid = m >= n && rule_rows_valid(state, n, n_rules);
     for (Py_ssize_t i = 0; i < m; i++) {
         const int32_t b = binding[i];
         if (b == -1) continue;
-        if (b < 0 || b >= n || !(all_rules_valid || (rule[b] >= 0 && rule[b] < n_rules))) {
+        if (b < 0 || b >= n || !(all_rules_valid || (state[b].rule >= 0 && state[b].rule < n_rules))) {
             PyErr_Format(PyExc_ValueError, "binding[%zd] = %ld: not a binding of a rule (%zd bindings, %zd rules)",
                          i, (long)b, n, n_rules);
             return give_back(&arrays), NULL;
@@ -135,65 +158,67 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
     for (Py_ssize_t i = 0; i < m; i++) {
         const int32_t b = binding[i];
         if (b < 0) continue;  /* a row of a channel without a binding */
+        ChangeState *st = &state[b];
         const int64_t t = ts[i];
-        if (t < last_ts[b]) continue;  /* late: archived elsewhere, not evaluated */
-        const int32_t r = rule[b];
+        if (t < st->last_ts) continue;  /* late: archived elsewhere, not evaluated */
+        const int32_t r = st->rule;
         const double x = value[i];
-        const double previous = stat[b];
-        last_value[b] = x;
-        last_ts[b] = t;
+        const double previous = st->stat;
+        st->last_value = x;
+        st->last_ts = t;
 
-        if (count[b] < warmup[r]) {
+        if (st->count < warmup[r]) {
             /* Welford (1962): running mean and sum of squared deviations; no verdict yet. */
-            count[b] += 1;
-            const double delta = x - mean[b];
-            mean[b] = mean[b] + delta / (double)count[b];
-            var[b] = var[b] + delta * (x - mean[b]);
-            if (count[b] == warmup[r]) {
-                var[b] = var[b] / (double)(count[b] - 1);  /* sample variance; warmup >= 2 */
-                ewma[b] = mean[b];
+            st->count += 1;
+            const double delta = x - st->mean;
+            st->mean = st->mean + delta / (double)st->count;
+            st->var = st->var + delta * (x - st->mean);
+            if (st->count == warmup[r]) {
+                st->var = st->var / (double)(st->count - 1);  /* sample variance; warmup >= 2 */
+                st->ewma = st->mean;
             }
-            stat[b] = NAN;
+            st->stat = NAN;
             continue;
         }
 
-        const double mu = mean[b];
-        const double sigma = py_max(sqrt(var[b]), py_max(sigma_floor_rel * fabs(mu), sigma_floor_abs));
+        const double mu = st->mean;
+        const double sigma = py_max(sqrt(st->var), py_max(sigma_floor_rel * fabs(mu), sigma_floor_abs));
         double up, down;
         if (is_cusum[r]) {
             const double z = (x - mu) / sigma;
-            upper[b] = py_min(py_max(0.0, upper[b] + z - k[r]), cap[r]);
-            lower[b] = py_min(py_max(0.0, lower[b] - z - k[r]), cap[r]);
-            up = upper[b];
-            down = lower[b];
+            st->upper = py_min(py_max(0.0, st->upper + z - k[r]), cap[r]);
+            st->lower = py_min(py_max(0.0, st->lower - z - k[r]), cap[r]);
+            up = st->upper;
+            down = st->lower;
         } else {
-            ewma[b] = lam[r] * x + (1.0 - lam[r]) * ewma[b];
-            const double d = (ewma[b] - mu) / (sigma * ewma_scale[r]);
+            st->ewma = lam[r] * x + (1.0 - lam[r]) * st->ewma;
+            const double d = (st->ewma - mu) / (sigma * ewma_scale[r]);
             up = py_max(d, 0.0);
             down = py_max(-d, 0.0);
         }
         const double s = direction[r] == UP ? up : direction[r] == DOWN ? down : py_max(up, down);
-        stat[b] = s;
+        st->stat = s;
 
-        const int before = state.level[b];
+        const int before = st->level;
         const int quiet = before == 0 && s < lowest[r] && previous < lowest[r];
         if (!quiet && isfinite(s)) {
+            LevelState levels = {&st->level, since + (Py_ssize_t)b * N_LEVELS};  /* binding 0 of its own */
             LevelChange change;
-            if (level_step(&rules, r, &state, b, t, s, &change)) record_finding(&found, b, t, s, &change);
+            if (level_step(&rules, r, &levels, 0, t, s, &change)) record_finding(&found, b, t, s, &change);
         }
-        const int after = state.level[b];
+        const int after = st->level;
         if (before == 0 && after == 0 && s < lowest[r]) {
             /* A normal reading: the baseline follows it with an exponentially weighted mean
              * and variance. */
             const double diff = x - mu;
             const double incr = learn[r] * diff;
-            mean[b] = mu + incr;
-            var[b] = (1.0 - learn[r]) * (var[b] + diff * incr);
+            st->mean = mu + incr;
+            st->var = (1.0 - learn[r]) * (st->var + diff * incr);
         }
         if (before > 0 && after == 0) {
             /* The alarm cleared: restart the chart. */
-            upper[b] = lower[b] = 0.0;
-            ewma[b] = mean[b];
+            st->upper = st->lower = 0.0;
+            st->ewma = st->mean;
         }
     }
     give_back(&arrays);
@@ -211,4 +236,13 @@ static struct PyModuleDef change_kernel = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__change_kernel(void) { return PyModule_Create(&change_kernel); }
+PyMODINIT_FUNC PyInit__change_kernel(void) {
+    PyObject *module = PyModule_Create(&change_kernel);
+    if (module == NULL) return NULL;
+    if (add_layout(module, "STATE", STATE_FIELDS, (int)(sizeof STATE_FIELDS / sizeof STATE_FIELDS[0]),
+                   sizeof(ChangeState)) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from detectors import _change_kernel
 from detectors.change import ChangeDetector
 from detectors.change_reference import ReferenceChangeDetector
-from detectors.threshold import ThresholdDetector, ThresholdFindings
+from detectors.threshold import NO_SINCE, ThresholdDetector, ThresholdFindings
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue
 from lifeline.config import Config, Gateway, Location, Rule, Sensor, Threshold, parse_config
@@ -278,30 +278,57 @@ def test_kernel_refuses_wrong_arrays_and_binding_numbers_with_state_untouched() 
     assert det._count.tolist() == [1, 1]
     assert kernel_batch(det, np.array([-1, 1], np.int32)) == 0  # -1: a row without a binding, skipped
     assert det._count.tolist() == [1, 2]
-    before = [a.copy() for a in det._kernel_arrays]
-    read_only = det._mean.copy()
+    # Byte for byte: the records hold NaNs, and a record array has no elementwise NaN equality.
+    # Wrong records are built by indexing, which keeps the dtype (concatenating would pack it).
+    before = [a.tobytes() for a in det._kernel_arrays]
+    read_only = det._state.copy()
     read_only.flags.writeable = False
+    other_rule = det._state.copy()
+    other_rule["rule"][1] = 1  # the rule has row 0 only
+    without_level = np.zeros(2, [(name, det._state.dtype.fields[name][0]) for name in det._state.dtype.names
+                                 if name != "level"])
     wrong = [
         ({"binding": np.array([0, 1], np.int64)}, "binding: expected a 1-d array of 4-byte integer"),
         ({"value": np.array([1, 2], np.int64)}, "value: expected a 1-d array of 8-byte float"),
         ({"ts": np.full(3, T0, np.int64)}, "ts: expected 2 elements, got 3"),
         ({"value": np.ones(4)[::2]}, "value: not a contiguous array"),
         ({"found_size": 1}, "found_binding: expected 2 elements, got 1"),
-        ({"replace": {"_count": np.zeros(3, np.int32)}}, "count: expected 2 elements, got 3"),
-        ({"replace": {"_mean": np.zeros(2, np.float32)}}, "mean: expected a 1-d array of 8-byte float"),
-        ({"replace": {"_mean": np.zeros((2, 2))}}, "mean: expected a 1-d array"),
-        ({"replace": {"_mean": read_only}}, "mean: not a contiguous writable array"),
+        ({"replace": {"_since": np.full(12, NO_SINCE, np.int64)}}, "since: expected 8 elements, got 12"),
+        ({"replace": {"_state": det._state[[0, 1, 0]]}}, "since: expected 12 elements, got 8"),
+        ({"replace": {"_state": np.zeros(2)}}, r"state: expected a 1-d array of \d+-byte record"),
+        ({"replace": {"_state": without_level}}, r"state: expected a 1-d array of \d+-byte record"),
+        ({"replace": {"_state": det._state[[[0, 1], [0, 1]]]}}, "state: expected a 1-d array"),
+        ({"replace": {"_state": det._state[[0, 0, 1, 1]][::2]}}, "state: not a contiguous writable array"),
+        ({"replace": {"_state": read_only}}, "state: not a contiguous writable array"),
         ({"replace": {"_k": np.zeros(2)}}, "k: expected 1 elements, got 2"),
         ({"replace": {"_hold_ms": np.zeros(1, np.int32)}}, "hold_ms: expected a 1-d array of 8-byte integer"),
         ({"binding": np.array([0, 2], np.int32)}, r"binding\[1\] = 2: not a binding"),
         ({"binding": np.array([-1, -2], np.int32)}, r"binding\[1\] = -2: not a binding"),
-        ({"replace": {"_rule": np.array([0, 1], np.int32)}}, r"binding\[1\] = 1: not a binding of a rule"),
+        ({"replace": {"_state": other_rule}}, r"binding\[1\] = 1: not a binding of a rule"),
     ]
     for case, message in wrong:
+        replaced = {name: array.tobytes() for name, array in case.get("replace", {}).items()}
         with pytest.raises(ValueError, match=message):
             kernel_batch(det, case.get("binding", pair), case.get("ts"), case.get("value"), case.get("replace"),
                          case.get("found_size"))
-        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(det._kernel_arrays, before, strict=True))
+        assert [a.tobytes() for a in det._kernel_arrays] == before
+        assert {name: array.tobytes() for name, array in case.get("replace", {}).items()} == replaced
+
+
+def test_state_records_are_the_kernels_struct_and_the_attributes_view_them() -> None:
+    det = ChangeDetector.from_rules(make_catalogue(2), [change_rule(warmup=2), change_rule("e", method="ewma")])
+    itemsize, fields = _change_kernel.STATE
+    assert det._state.dtype.itemsize == itemsize
+    assert {name: offset for name, _, offset in fields} == {
+        name: det._state.dtype.fields[name][1] for name in det._state.dtype.names}
+    assert det._rule.tolist() == [0, 1, 0, 1]
+    det.restore_baseline(1, 10.0, 2.0)
+    det.restore(1, 2, T0 - 10, T0 - 1)
+    record = det._state[1]
+    assert (record["mean"], record["var"], record["level"], record["last_ts"]) == (10.0, 4.0, 2, T0 - 1)
+    det.update(series([12.0], channel=0))
+    assert det._state["last_value"].tolist()[:2] == [12.0, 12.0]
+    assert np.shares_memory(det._value, det._state)
 
 
 # -- vectorised == reference ---------------------------------------------------------------------
