@@ -17,9 +17,18 @@ evaluated in one call of the C kernel `detectors._trend_kernel` (trend_kernel.c)
 `detectors.batching.bound_readings`: every reading with each binding's in (ts, batch row)
 order; the kernel skips late readings (older than the binding's newest evaluated one; equal
 ts is evaluated) and rows without a binding. Per reading it does the window, its moments, the
-slope and the forecast, updating this detector's state arrays in place and returning each
-reading's statistic; the level machine then runs once over the batch's statistics. `trend_reference` is the per-reading
-specification.
+slope and the forecast, updating this detector's state in place and returning each reading's
+statistic; the level machine then runs once over the batch's statistics. `trend_reference` is
+the per-reading specification.
+
+Each binding's parameters and state are one record of a numpy structured array (`_state`, the
+C struct whose layout the kernel exports as STATE, aligned to cache lines), and its ring
+buffer holds (t, v) pairs (layout READING): real batches are small and spread over all
+channels, so a reading costs the cache lines it touches, two or three of its record and one of
+its ring, where an array per field cost one line each (`_hot`, read whole at every batch,
+stays a flat array). The attributes (`_window_s`, `_live`, `slope_per_min`, ...) are views of
+the record fields and index like arrays; they are updated in place (`self._x[...] = ...`),
+never re-assigned, which would detach them.
 
 The window is kept as running moments, not re-summed: per binding the count, the means of t
 and v and the co-moments Ctt = sum (t - mean_t)^2 and Ctv = sum (t - mean_t)(v - mean_v) of
@@ -43,6 +52,7 @@ import numpy as np
 from detectors import _trend_kernel
 from detectors.batching import BindingIndex, bound_readings
 from detectors.level_machine import LevelMachine
+from detectors.records import record_dtype, records
 from detectors.threshold import Binding, ThresholdFindings, empty_findings
 from ingest.batch import Batch
 from lifeline.catalogue import Catalogue, Channel
@@ -51,6 +61,7 @@ from lifeline.levels import LEVEL_NUMBER, LEVELS, level_name
 from lifeline.rule_kinds import Trend
 
 _NO_TS = np.iinfo(np.int64).min
+_CACHE_LINE = 64
 
 
 class TrendDetector:
@@ -63,44 +74,54 @@ class TrendDetector:
         n = len(self.bindings)
         specs: list[Trend] = [b.rule.spec for b in self.bindings]
         self._index = BindingIndex(np.array([b.channel.index for b in self.bindings], np.int64), n_channels)
-        self._window_s = np.array([s.window_s for s in specs], np.float64)
-        self._min_points = np.array([s.min_points for s in specs], np.int64)
-        self._max_points = np.array([s.max_points for s in specs], np.int64)
-        self._horizon_s = np.array([s.horizon_s for s in specs], np.float64)
-        self._is_forecast = np.array([s.direction is None for s in specs], bool)
-        self._direction = np.array([-1.0 if s.direction == "falling" else 1.0 for s in specs])
+        #: one record per binding (layout `_trend_kernel.STATE`): its parameters and state, which
+        #: the attributes below name as views, so they index like separate arrays
+        self._state = _aligned_records(_trend_kernel.STATE, n)
+        state = self._state
+        self._window_s, self._min_points = state["window_s"], state["min_points"]
+        self._max_points, self._horizon_s = state["max_points"], state["horizon_s"]
+        self._is_forecast, self._direction, self._sign = state["is_forecast"], state["direction"], state["sign"]
+        #: (bindings, 4) limits of the paired threshold rule's levels (binding i's level k at
+        #: [i, k - 1]), NaN where undefined or unpaired
+        self._limits = state["limits"]
+        self._window_s[:] = [s.window_s for s in specs]
+        self._min_points[:] = np.array([s.min_points for s in specs], np.int32)  # OverflowError past int32
+        self._max_points[:] = np.array([s.max_points for s in specs], np.int32)
+        self._horizon_s[:] = [s.horizon_s for s in specs]
+        self._is_forecast[:] = [s.direction is None for s in specs]
+        self._direction[:] = [-1.0 if s.direction == "falling" else 1.0 for s in specs]
         self.paired = tuple(paired)
-        #: (bindings * 4,) limits of the paired threshold rule's levels, binding-major (binding
-        #: i's level k at 4 i + k - 1), NaN where undefined or unpaired
-        self._limits = np.full(n * 4, np.nan)
-        self._sign = np.ones(n)
+        self._limits[...] = np.nan
+        self._sign[:] = 1.0
         for i, rule in enumerate(self.paired):
             if rule is not None and rule.threshold is not None:
                 for colour, limit in rule.threshold.levels.items():
-                    self._limits[4 * i + LEVEL_NUMBER[colour] - 1] = limit
+                    self._limits[i, LEVEL_NUMBER[colour] - 1] = limit
                 self._sign[i] = 1.0 if rule.threshold.direction == "above" else -1.0
         self._capacity = int(self._max_points.max()) if n else 1
-        #: (bindings * capacity,) ring buffers of reading time (s since `_origin_ms`) and value:
-        #: binding i's ring is the first `max_points[i]` of its `capacity` slots from i * capacity
-        self._t = np.zeros(n * self._capacity)
-        self._v = np.zeros(n * self._capacity)
-        self._head = np.zeros(n, np.int32)  # next slot to write
+        #: ring buffers of readings as (t, v) pairs (layout `_trend_kernel.READING`), t in s since
+        #: `_origin_ms`: binding i's ring is the first `max_points[i]` of its `capacity` slots from
+        #: i * capacity. Held through its two views only, which name it as the window history
+        #: (the kernel gets `_t.base`, the ring itself).
+        ring = records(_trend_kernel.READING, n * self._capacity)
+        self._t, self._v = ring["t"], ring["v"]
+        self._head = state["head"]  # next slot to write
         #: readings in the window: the newest `_live` entries of the ring
-        self._live = np.zeros(n, np.int32)
+        self._live = state["live"]
         #: running moments of the window: means of t (s) and v, co-moments Ctt and Ctv
-        self._mean_t = np.zeros(n)
-        self._mean_v = np.zeros(n)
-        self._ctt = np.zeros(n)
-        self._ctv = np.zeros(n)
-        self._last_ts = np.full(n, _NO_TS, np.int64)
+        self._mean_t, self._mean_v = state["mean_t"], state["mean_v"]
+        self._ctt, self._ctv = state["ctt"], state["ctv"]
+        self._last_ts = state["last_ts"]
+        self._last_ts[:] = _NO_TS
         self._origin_ms: int | None = None
         #: latest slope (per minute), forecast level, its eta and next-level eta per binding
-        self.slope_per_min = np.full(n, np.nan)
-        self.last_value = np.full(n, np.nan)
-        self.forecast_level = np.zeros(n, np.int8)
-        self.forecast_eta_s = np.full(n, np.inf)
-        self.next_level = np.zeros(n, np.int8)
-        self.next_eta_s = np.full(n, np.inf)
+        self.slope_per_min, self.last_value = state["slope_per_min"], state["last_value"]
+        self.forecast_level, self.forecast_eta_s = state["forecast_level"], state["forecast_eta_s"]
+        self.next_level, self.next_eta_s = state["next_level"], state["next_eta_s"]
+        self.slope_per_min[:] = np.nan
+        self.last_value[:] = np.nan
+        self.forecast_eta_s[:] = np.inf
+        self.next_eta_s[:] = np.inf
         thresholds = []
         for binding, spec in zip(self.bindings, specs, strict=True):
             if spec.direction is None:
@@ -113,7 +134,9 @@ class TrendDetector:
                 thresholds.append(Threshold("above", dict(spec.levels), spec.clear, spec.hold_s))
         self._machine = LevelMachine([(b.rule, b.channel) for b in self.bindings], thresholds)
         #: lowest level of each binding's machine; whether its last finite statistic reached it
-        self._lowest = np.array([min(th.levels.values(), default=np.inf) for th in thresholds], np.float64)
+        self._lowest = state["lowest"]
+        self._lowest[:] = [min(th.levels.values(), default=np.inf) for th in thresholds]
+        # Not in the records: every batch reads all of it (`feed` below), contiguous.
         self._hot = np.zeros(n, bool)
 
     @classmethod
@@ -151,16 +174,14 @@ class TrendDetector:
         # leave every level and `since` as they are. That is nearly every binding in steady
         # operation, and the machine's per-reading cost was a fifth of the detector's.
         feed = (self._machine.level() > 0) | self._hot
-        # The arrays the kernel reads and updates, in the order it names them.
-        state = tuple(getattr(self, name) for name in _trend_kernel.FIELDS)
         # Every reading of the batch in one call, each binding's in time order: the kernel skips
         # late ones and rows without a binding (statistic NaN), marks `_hot` (NaN, no slope yet,
         # is skipped by the machine and leaves a pending run pending: only a finite statistic
         # replaces the last one) and `feed`.
         stream, stamp, value = bound_readings(self._index, batch.channel, batch.ts, batch.value)
         stat, keep = np.empty(stream.size), np.empty(stream.size, np.intp)
-        n_fed = _trend_kernel.advance(state, self._origin_ms, self._capacity, stream, stamp, value, stat, feed,
-                                      keep)
+        n_fed = _trend_kernel.advance(self._state, self._t.base, self._origin_ms, self._capacity, stream, stamp,
+                                      value, stat, self._hot, feed, keep)
         if n_fed == 0:
             return empty_findings()
         keep = keep[:n_fed]
@@ -171,7 +192,7 @@ class TrendDetector:
         # A forecast alert shows the reading and the limit it is heading for, not the level
         # number that drove the level machine.
         level = np.where(found.level_after > 0, found.level_after, found.level_before).astype(np.intp)
-        limit = self._limits[4 * found.binding + np.maximum(level - 1, 0)]
+        limit = self._limits[found.binding, np.maximum(level - 1, 0)]
         return ThresholdFindings(found.binding, found.ts, found.level_before, found.level_after,
                                  np.where(forecast, self.last_value[found.binding], found.value),
                                  np.where(forecast, limit, found.limit), found.started_at)
@@ -218,6 +239,15 @@ class TrendDetector:
             return f"{channel.metric} no longer {word} fast ({slope:+.3g} {unit}/min over {window})"
         return (f"{channel.metric} {word} {abs(slope):.3g} {unit}/min over {window} "
                 f"(>= {level_name(level_after)} {limit:g}){ahead}")
+
+
+def _aligned_records(layout: tuple[int, tuple[tuple[str, str, int], ...]], n: int) -> np.ndarray:
+    """(n,) zeroed records of the layout starting on a cache line (numpy aligns to 16 bytes
+    only), so that each record spans the cache lines its layout was arranged for."""
+    dtype = record_dtype(layout)
+    raw = np.zeros(n * dtype.itemsize + _CACHE_LINE, np.uint8)
+    skip = -raw.ctypes.data % _CACHE_LINE
+    return raw[skip:skip + n * dtype.itemsize].view(dtype)
 
 
 def _duration(seconds: float) -> str:

@@ -204,19 +204,19 @@ def test_vectorised_matches_the_scalar_reference(city, feed):
 def test_the_kernel_refuses_arrays_it_would_read_or_write_out_of_range():
     detector, _, _ = detector_and_catalogue()
     detector.update(batch([(0, T0, 1.0), (1, T0, 2.0)]))
-    state = tuple(getattr(detector, name) for name in _trend_kernel.FIELDS)
+    state, ring = detector._state, detector._t.base
     n = len(detector.bindings)
 
-    def advance(binding, ts=None, value=None, statistic=None, feed=None, fed=None, state=state):
+    def advance(binding, ts=None, value=None, statistic=None, feed=None, fed=None, state=state, ring=ring):
         m = len(binding)
-        _trend_kernel.advance(state, detector._origin_ms, detector._capacity, binding,
+        _trend_kernel.advance(state, ring, detector._origin_ms, detector._capacity, binding,
                               np.full(m, T0 + 1000, np.int64) if ts is None else ts,
                               np.ones(m) if value is None else value,
-                              np.empty(m) if statistic is None else statistic,
+                              np.empty(m) if statistic is None else statistic, detector._hot,
                               np.zeros(n, bool) if feed is None else feed,
                               np.empty(m, np.intp) if fed is None else fed)
 
-    before = [array.copy() for array in state]
+    before = state.copy(), ring.copy(), detector._hot.copy()
     with pytest.raises(ValueError, match="binding 4 outside"):
         advance(np.array([0, n], np.int32))
     with pytest.raises(ValueError, match="binding -2 outside"):
@@ -233,33 +233,51 @@ def test_the_kernel_refuses_arrays_it_would_read_or_write_out_of_range():
         advance(np.array([0], np.int32), feed=np.zeros(n + 1, bool))
     with pytest.raises(ValueError, match="fed"):
         advance(np.array([0, 1], np.int32), fed=np.empty(1, np.intp))
-    short = list(state)
-    short[_trend_kernel.FIELDS.index("_t")] = detector._t[:-1]
-    with pytest.raises(ValueError, match="t: expected"):
-        advance(np.array([0], np.int32), state=tuple(short))
+    with pytest.raises(ValueError, match="ring: expected"):
+        advance(np.array([0], np.int32), ring=ring[:-1])
+    # Records of another layout, or plain arrays, are not taken for the state or the ring.
+    with pytest.raises(ValueError, match="state: expected a 1-d array of .*-byte record"):
+        advance(np.array([0], np.int32), state=np.zeros(n * state.itemsize // 8))
+    with pytest.raises(ValueError, match="state: expected"):
+        advance(np.array([0], np.int32), state=np.zeros(n, [("last_ts", "<i8"), ("head", "<i4"), ("live", "<i4")]))
+    with pytest.raises(ValueError, match="ring: expected"):
+        advance(np.array([0], np.int32), ring=detector._t.copy())
+    with pytest.raises(ValueError, match="ring: expected"):  # the bindings are counted by the records
+        advance(np.array([0], np.int32), state=state[:-1])
     # A ring position outside its ring (a corrupted head) is refused before anything is written.
     detector._head[1] = detector._max_points[1]
     with pytest.raises(ValueError, match="binding 1: ring"):
         advance(np.array([0, 1], np.int32))
-    detector._head[1] = before[_trend_kernel.FIELDS.index("_head")][1]
-    for name, array, copy in zip(_trend_kernel.FIELDS, state, before, strict=True):
-        np.testing.assert_array_equal(array, copy, err_msg=name)
+    detector._head[1] = before[0]["head"][1]
+    for name in state.dtype.names:
+        np.testing.assert_array_equal(state[name], before[0][name], err_msg=name)
+    np.testing.assert_array_equal(ring, before[1])
+    np.testing.assert_array_equal(detector._hot, before[2])
     advance(np.array([0, 1], np.int32))  # the same arguments, in range, are taken
     assert detector._live[0] == 2
+
+
+def test_state_is_one_cache_aligned_record_per_binding_viewed_by_the_attributes():
+    detector, _, _ = detector_and_catalogue()
+    assert detector._state.ctypes.data % 64 == 0 and detector._state.dtype.itemsize % 64 == 0
+    detector.update(batch([(0, T0 + s * 1000, 3.0 + s) for s in (0, 10, 20)]))
+    # The kernel wrote the records; the attributes see it (they are views, not copies).
+    assert detector._live[0] == 3 == detector._state["live"][0]
+    assert detector.slope_per_min[0] == detector._state["slope_per_min"][0] == pytest.approx(60.0)
+    assert detector._t[:3].tolist() == [0.0, 10.0, 20.0] and detector._v[:3].tolist() == [3.0, 13.0, 23.0]
 
 
 def test_the_kernel_skips_rows_without_a_binding_and_late_readings():
     detector, _, _ = detector_and_catalogue()
     detector.update(batch([(0, T0, 1.0), (1, T0, 2.0)]))
-    state = tuple(getattr(detector, name) for name in _trend_kernel.FIELDS)
     n = len(detector.bindings)
     binding = np.array([-1, 0, 0, 0], np.int32)
     ts = np.array([T0 + 9000, T0 + 2000, T0 + 1000, T0 + 2000], np.int64)  # T0 + 1000 comes late
     statistic = np.zeros(4)
     feed, fed = np.zeros(n, bool), np.full(4, -1, np.intp)
     feed[0] = True  # binding 0 goes to the level machine: all its rows, late ones too (the machine skips them)
-    n_fed = _trend_kernel.advance(state, detector._origin_ms, detector._capacity, binding, ts, np.ones(4),
-                                  statistic, feed, fed)
+    n_fed = _trend_kernel.advance(detector._state, detector._t.base, detector._origin_ms, detector._capacity,
+                                  binding, ts, np.ones(4), statistic, detector._hot, feed, fed)
     assert fed[:n_fed].tolist() == [1, 2, 3]
     assert np.isnan(statistic[0]) and np.isnan(statistic[2])
     assert detector._live[0] == 3  # the first reading, then the two at T0 + 2000: equal ts is evaluated
