@@ -17,10 +17,11 @@
  *     (Python's sorted() order, equal ones oldest first), each with the ring slot it was
  *     written to, so the reading a new one replaces is the one whose slot is `next`;
  *
- * and it returns the number of positions written to `moved`. Every binding number, window
- * bound and count is checked against the arrays before the first reading is evaluated, so a
- * bad input raises ValueError and changes nothing; slots are only compared, never used as
- * indexes.
+ * and it returns the number of positions written to `moved`. Every binding number is checked
+ * before the first reading is evaluated, so a bad batch raises ValueError and changes nothing;
+ * a binding's window bounds and counts are checked before its readings are, so a corrupted
+ * record raises ValueError before anything is read or written out of bounds; slots are only
+ * compared, never used as indexes.
  *
  * A binding's parameters and state are one record, not one array each: real batches are a few
  * thousand readings spread over all the channels, so each reading's binding is a cache miss,
@@ -349,23 +350,12 @@ static PyObject *evaluate(PyObject *self, PyObject *const *args, Py_ssize_t narg
         return give_back(&arrays), NULL;
     }
 
-    /* Check every index the loop will use before changing anything (a binding's window once
-     * per run of its readings: they come grouped). */
+    /* The binding numbers come from the batch: all are checked before anything changes, so a
+     * wrong batch changes nothing. */
     for (Py_ssize_t r = 0; r < m; r++) {
         int32_t b = binding[r];
         if (b < -1 || b >= n) {
             PyErr_Format(PyExc_ValueError, "binding %d at position %zd is not in -1..%zd", (int)b, r, n - 1);
-            return give_back(&arrays), NULL;
-        }
-        if (b < 0 || (r > 0 && binding[r - 1] == b)) continue;
-        const State *s = &d.state[b];
-        int32_t w = s->spike_window;
-        if (w == 0) continue;
-        if (w < 0 || s->spike_start < 0 || s->spike_start > n_windows - w || s->held < 0 || s->held > w
-            || s->next < 0 || s->next >= w) {
-            PyErr_Format(PyExc_ValueError, "binding %d: spike window of %d readings at %lld (held %d, next %d) "
-                         "is not within the %zd-element windows array", (int)b, (int)w,
-                         (long long)s->spike_start, (int)s->held, (int)s->next, n_windows);
             return give_back(&arrays), NULL;
         }
     }
@@ -382,6 +372,20 @@ static PyObject *evaluate(PyObject *self, PyObject *const *args, Py_ssize_t narg
         for (end = r + 1; end < m && end - r < RUN && binding[end] == b; end++) {
         }
         if (b < 0) continue;
+        /* A window's bounds come from the state, which only this kernel changes (keeping them
+         * in range) after quality.py set them up: they are checked as each run takes its
+         * record, not in a pass of their own before the loop, which in a full batch read every
+         * record twice. A corrupted record therefore stops the batch at its first run, after
+         * the runs before it were evaluated. */
+        const State *s = &d.state[b];
+        int32_t w = s->spike_window;
+        if (w != 0 && (w < 0 || s->spike_start < 0 || s->spike_start > n_windows - w || s->held < 0
+                       || s->held > w || s->next < 0 || s->next >= w)) {
+            PyErr_Format(PyExc_ValueError, "binding %d: spike window of %d readings at %lld (held %d, next %d) "
+                         "is not within the %zd-element windows array", (int)b, (int)w,
+                         (long long)s->spike_start, (int)s->held, (int)s->next, n_windows);
+            return give_back(&arrays), NULL;
+        }
         for (Py_ssize_t i = r; i < end; i++) run[i - r] = (Reading){ts[i], value[i], (int32_t)i, b};
         check(&d, b, run, end - r, &moves);
     }

@@ -19,8 +19,9 @@
  * per field touched about twenty.
  *
  * Every array is borrowed with its dtype (record size) and length checked (kernel_buffers.h),
- * and every binding number and ring slot taken from them is checked before the first write,
- * so a wrong argument raises ValueError and leaves the state as it was.
+ * and every binding number is checked before the first write, so a wrong argument raises
+ * ValueError and leaves the state as it was; a record whose ring bounds are corrupt raises
+ * ValueError when a reading reaches it, before anything is read or written out of bounds.
  */
 #include "kernel_buffers.h"
 
@@ -30,9 +31,7 @@
 
 /* One binding's parameters and state, exported as STATE (trend.py builds its record array
  * from it). A reading of a slope rule touches the first two cache lines; the third is read
- * only by a forecast on its way toward a limit. The checks before the loop read the first
- * line only, which the loop then finds in cache in a small batch (in a full one, of every
- * binding, they stream a whole line per binding where separate arrays streamed 16 bytes).
+ * only by a forecast on its way toward a limit.
  * Aligned to a cache line (trend.py aligns the array) so that each line of the record is one
  * line of memory. Whether a binding is `hot` stays a separate array of flags: trend.py reads
  * all of them at every batch, which through the records would cost a line per binding. */
@@ -152,27 +151,15 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
     int64_t *fed = borrow(&arrays, args[10], "fed", 'i', 8, m, WRITE);
     if (arrays.failed) return give_back(&arrays), NULL;
 
-    /* Everything indexed below is checked first: the binding numbers, and the ring of each
-     * (its length within the buffers' capacity, its write slot and count within its length).
-     * The loop keeps 0 <= head < span and 0 <= live <= span, so a binding's later readings
-     * stay in range too. */
+    /* The binding numbers come from the batch: all are checked before the first write, so a
+     * wrong batch changes nothing. */
     for (Py_ssize_t i = 0; i < m; i++) {
         int64_t b = binding[i];
         if (b < -1 || b >= n) {
             PyErr_Format(PyExc_ValueError, "binding %lld outside -1..%zd", (long long)b, n - 1);
             return give_back(&arrays), NULL;
         }
-        if (b < 0) {
-            statistic[i] = NAN;  /* no binding: not evaluated */
-            continue;
-        }
-        const State *s = &state[b];
-        int64_t span = s->max_points;
-        if (span < 1 || span > capacity || s->head < 0 || s->head >= span || s->live < 0 || s->live > span) {
-            PyErr_Format(PyExc_ValueError, "binding %lld: ring of %lld slots (capacity %zd), head %d, live %d",
-                         (long long)b, (long long)span, capacity, s->head, s->live);
-            return give_back(&arrays), NULL;
-        }
+        if (b < 0) statistic[i] = NAN;  /* no binding: not evaluated */
     }
 
     /* In the order given: `detectors.batching.bound_readings` groups a batch by channel, so a
@@ -187,9 +174,20 @@ static PyObject *advance(PyObject *Py_UNUSED(module), PyObject *const *args, Py_
             statistic[i] = NAN;
             continue;
         }
+        /* The ring's bounds come from the state, which only this loop changes (keeping
+         * 0 <= head < span and 0 <= live <= span) after trend.py set them up: they are checked
+         * here, as each reading takes its record, not in a pass of their own before the loop,
+         * which in a full batch read every record twice (1 ms per 100,000 readings). A
+         * corrupted record therefore stops the batch at its first reading, after the readings
+         * before it were evaluated. */
+        int64_t span = s->max_points;
+        if (span < 1 || span > capacity || s->head < 0 || s->head >= span || s->live < 0 || s->live > span) {
+            PyErr_Format(PyExc_ValueError, "binding %lld: ring of %lld slots (capacity %zd), head %d, live %d",
+                         (long long)b, (long long)span, capacity, s->head, s->live);
+            return give_back(&arrays), NULL;
+        }
         /* ts - origin as numpy computes it: int64 arithmetic wrapping around, not undefined */
         double t = (double)(int64_t)((uint64_t)ts[i] - (uint64_t)origin_ms) / 1000.0, v = value[i];
-        int64_t span = s->max_points;
         Reading *r = ring + b * capacity;
         Moments w = {s->live, s->mean_t, s->mean_v, s->ctt, s->ctv};
         s->last_ts = ts[i];

@@ -244,17 +244,25 @@ def test_the_kernel_refuses_arrays_it_would_read_or_write_out_of_range():
         advance(np.array([0], np.int32), ring=detector._t.copy())
     with pytest.raises(ValueError, match="ring: expected"):  # the bindings are counted by the records
         advance(np.array([0], np.int32), state=state[:-1])
-    # A ring position outside its ring (a corrupted head) is refused before anything is written.
-    detector._head[1] = detector._max_points[1]
-    with pytest.raises(ValueError, match="binding 1: ring"):
-        advance(np.array([0, 1], np.int32))
-    detector._head[1] = before[0]["head"][1]
     for name in state.dtype.names:
         np.testing.assert_array_equal(state[name], before[0][name], err_msg=name)
     np.testing.assert_array_equal(ring, before[1])
     np.testing.assert_array_equal(detector._hot, before[2])
     advance(np.array([0, 1], np.int32))  # the same arguments, in range, are taken
     assert detector._live[0] == 2
+    # A ring position outside its ring (a corrupted record) stops the batch when a reading
+    # reaches it, before anything of that binding is read or written; the readings before it
+    # were evaluated.
+    ring_1 = ring[1 * detector._capacity:2 * detector._capacity].copy()
+    record_1 = state[1].copy()
+    detector._head[1] = detector._max_points[1]
+    with pytest.raises(ValueError, match="binding 1: ring"):
+        advance(np.array([0, 1], np.int32), ts=np.full(2, T0 + 2000, np.int64))
+    assert detector._live[0] == 3
+    for name in state.dtype.names:  # binding 1's record is as it was, but for the corrupted head
+        if name != "head":
+            assert state[1][name].tobytes() == record_1[name].tobytes(), name
+    np.testing.assert_array_equal(ring[1 * detector._capacity:2 * detector._capacity], ring_1)
 
 
 def test_state_is_one_cache_aligned_record_per_binding_viewed_by_the_attributes():
