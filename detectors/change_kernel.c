@@ -28,8 +28,10 @@
  * since[b * 4], so the kernel hands it a one-binding LevelState (b = 0) pointing into the
  * binding's record and since row.
  *
- * Binding numbers come from the batch: every one (and its record's rule row) is checked
- * before the loop starts, and a bad one raises ValueError with nothing changed.
+ * Binding numbers come from the batch: every one is checked before the loop starts, and a bad
+ * one raises ValueError with nothing changed. A record's rule row is checked when a reading
+ * takes the record, so a corrupted one raises ValueError before any parameter is read out of
+ * bounds.
  */
 #include "kernel_buffers.h"
 #include "level_machine.h"
@@ -68,13 +70,6 @@ static const RecordField STATE_FIELDS[] = {
 };
 
 #define N_ARGS 27
-
-/* Whether every binding's rule row is a row of the parameters. */
-static int rule_rows_valid(const ChangeState *state, Py_ssize_t n, Py_ssize_t n_rules) {
-    int valid = 1;
-    for (Py_ssize_t b = 0; b < n; b++) valid &= state[b].rule >= 0 && state[b].rule < n_rules;
-    return valid;
-}
 
 PyDoc_STRVAR(evaluate_doc,
 "evaluate(binding, ts, value,\n"
@@ -142,15 +137,12 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
     int64_t *since = borrow(&arrays, args[26], "since", 'i', 8, n * N_LEVELS, WRITE);
     if (arrays.failed) return give_back(&arrays), NULL;
 
-    /* A batch as large as the bindings reads their rule rows faster in one sequential pass
-     * than at random, reading by reading. */
-    const int all_rules_valid = m >= n && rule_rows_valid(state, n, n_rules);
+    /* The binding numbers come from the batch: all are checked before the first write, so a
+     * wrong batch changes nothing. */
     for (Py_ssize_t i = 0; i < m; i++) {
         const int32_t b = binding[i];
-        if (b == -1) continue;
-        if (b < 0 || b >= n || !(all_rules_valid || (state[b].rule >= 0 && state[b].rule < n_rules))) {
-            PyErr_Format(PyExc_ValueError, "binding[%zd] = %ld: not a binding of a rule (%zd bindings, %zd rules)",
-                         i, (long)b, n, n_rules);
+        if (b < -1 || b >= n) {
+            PyErr_Format(PyExc_ValueError, "binding[%zd] = %ld: not a binding (%zd bindings)", i, (long)b, n);
             return give_back(&arrays), NULL;
         }
     }
@@ -161,7 +153,16 @@ static PyObject *evaluate(PyObject *module, PyObject *const *args, Py_ssize_t na
         ChangeState *st = &state[b];
         const int64_t t = ts[i];
         if (t < st->last_ts) continue;  /* late: archived elsewhere, not evaluated */
+        /* The rule row comes from the record, which change.py set up and nothing else writes:
+         * it is checked as the reading takes the record (a pass of its own before the loop read
+         * every record twice in a full batch). A corrupted record stops the batch here, after
+         * the readings before it were evaluated. */
         const int32_t r = st->rule;
+        if (r < 0 || r >= n_rules) {
+            PyErr_Format(PyExc_ValueError, "binding %ld: rule row %ld is not one of the %zd rules", (long)b, (long)r,
+                         n_rules);
+            return give_back(&arrays), NULL;
+        }
         const double x = value[i];
         const double previous = st->stat;
         st->last_value = x;

@@ -304,7 +304,10 @@ def test_kernel_refuses_wrong_arrays_and_binding_numbers_with_state_untouched() 
         ({"replace": {"_hold_ms": np.zeros(1, np.int32)}}, "hold_ms: expected a 1-d array of 8-byte integer"),
         ({"binding": np.array([0, 2], np.int32)}, r"binding\[1\] = 2: not a binding"),
         ({"binding": np.array([-1, -2], np.int32)}, r"binding\[1\] = -2: not a binding"),
-        ({"replace": {"_state": other_rule}}, r"binding\[1\] = 1: not a binding of a rule"),
+        # A corrupted record is refused when a reading takes it (the readings before it are
+        # evaluated): binding 1 alone here, so nothing changes.
+        ({"binding": np.array([1, 1], np.int32), "replace": {"_state": other_rule}},
+         "binding 1: rule row 1 is not one of the 1 rules"),
     ]
     for case, message in wrong:
         replaced = {name: array.tobytes() for name, array in case.get("replace", {}).items()}
