@@ -66,7 +66,9 @@ class FastDecoder:
         if not n:
             return Batch.empty(), fallback
         counts[handed_back] = 0
-        channel, ts, value = channel[:n], ts[:n], value[:n]
+        # Copies, not views: a view would keep the arrays sized for the worst case (a row per five
+        # payload bytes, about twelve times the usual) alive with the batch, in the archive's queue.
+        channel, ts, value = channel[:n].copy(), ts[:n], value[:n].copy()
 
         received = np.array([m[2] for m in messages], np.int64)
         row_received = np.repeat(received, counts)
