@@ -63,16 +63,25 @@ _DAY_MS = 86_400_000
 #: Channels per group block: offsets fit one byte, and a query's read amplification stays
 #: small (a block holds one flush of at most 64 channels).
 GROUP_SIZE = 64
+#: Readings queued for the writer at most (about 40 MB; two seconds at a million readings/s)
+#: before `append` waits for it.
+MAX_QUEUED_READINGS = 2_000_000
 
 
 class ReadingArchive:
     """Stores accepted readings per channel; `append` never blocks the pipeline on disk."""
 
-    def __init__(self, path: Path, retention_days: float = 30.0, flush_interval_s: float = 0.25):
+    def __init__(self, path: Path, retention_days: float = 30.0, flush_interval_s: float = 0.25,
+                 max_queued: int = MAX_QUEUED_READINGS):
         self.path = path
         self.retention_ms = int(retention_days * _DAY_MS)
         self.flush_interval_s = flush_interval_s
         self._queue: queue.SimpleQueue[Batch | threading.Event | None] = queue.SimpleQueue()
+        self.max_queued = max_queued
+        self._queued = 0  # readings appended and not yet written
+        self._room = threading.Condition()
+        #: How often `append` had to wait for the writer (the disk was the bottleneck).
+        self.waits = 0
         self._reader = open_database(path)
         self._reader.executescript(SCHEMA + LEGACY_SCHEMA)
         self._read_lock = threading.Lock()
@@ -82,8 +91,20 @@ class ReadingArchive:
         self._thread.start()
 
     def append(self, batch: Batch) -> None:
-        if len(batch):
-            self._queue.put(batch)
+        """Queue a batch for the writer; waits while `max_queued` readings are already queued.
+
+        Waiting holds the pipeline back, whose subscriber then stops reading and leaves the
+        messages at the broker (QoS 1): a disk slower than the traffic slows ingestion down
+        instead of filling memory with readings not yet written."""
+        if not len(batch):
+            return
+        with self._room:
+            if self._queued >= self.max_queued:
+                self.waits += 1
+                while self._queued >= self.max_queued and self._thread.is_alive():
+                    self._room.wait(1.0)
+            self._queued += len(batch)
+        self._queue.put(batch)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything appended so far is on disk."""
@@ -157,11 +178,15 @@ class ReadingArchive:
                 except queue.Empty:
                     break
             if pending:
+                written = sum(len(b) for b in pending)
                 try:
                     self._write(db, Batch.concat(pending))
                 except Exception:  # a full disk must not kill ingestion; the batch is logged as lost
-                    log.exception("archive write failed for %d readings", sum(len(b) for b in pending))
+                    log.exception("archive write failed for %d readings", written)
                 pending = []
+                with self._room:
+                    self._queued -= written
+                    self._room.notify_all()
             for waiter in waiters:
                 waiter.set()
             waiters = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from archive.sqlite_archive import GROUP_SIZE, ReadingArchive
 from ingest.batch import Batch
+from tests.service import wait_for
 
 #: Recent enough that the writer's retention pass (30 days by default) keeps everything.
 T0 = int(time.time() * 1000) - 3_600_000
@@ -95,4 +97,40 @@ def test_readings_past_retention_are_pruned_from_group_blocks(tmp_path) -> None:
             db.close()
         assert archive.readings(3)[0].size == 0
     finally:
+        archive.close()
+
+
+class GatedArchive(ReadingArchive):
+    """The real archive whose writer waits at a gate before each write: a slow disk."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.gate = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def _write(self, db, batch: Batch) -> None:
+        self.gate.wait(30)
+        super()._write(db, batch)
+
+
+def test_append_waits_while_the_writer_is_behind_and_loses_nothing(tmp_path) -> None:
+    """A writer slower than the traffic holds the pipeline back (and so the broker's queue)
+    instead of piling readings up in memory."""
+    archive = GatedArchive(tmp_path / "readings.db", max_queued=100, flush_interval_s=0.01)
+    try:
+        channels = np.arange(60)
+        archive.append(batch(channels, np.full(60, T0), channels * 1.0))
+        archive.append(batch(channels, np.full(60, T0 + 1), channels * 2.0))  # 60 queued < 100: taken
+        third = threading.Thread(target=archive.append, args=(batch(channels, np.full(60, T0 + 2), channels * 3.0),))
+        third.start()
+        wait_for(lambda: archive.waits == 1, message="append to wait for the writer")
+        assert third.is_alive()  # 120 readings queued: the third batch waits
+        archive.gate.set()
+        third.join(10)
+        assert not third.is_alive()
+        assert archive.flush()
+        assert archive.readings_written == 180
+        ts, value = archive.readings(7)
+        assert ts.tolist() == [T0, T0 + 1, T0 + 2] and value.tolist() == [7.0, 14.0, 21.0]
+    finally:
+        archive.gate.set()
         archive.close()
