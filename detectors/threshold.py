@@ -115,9 +115,8 @@ class ThresholdFindings:
         return int(self.binding.shape[0])
 
 
-def empty_findings() -> ThresholdFindings:
-    """Findings with no rows, with the documented dtypes."""
-    return ThresholdFindings(
+def _no_findings() -> ThresholdFindings:
+    columns = ThresholdFindings(
         binding=np.empty(0, np.int32),
         ts=np.empty(0, np.int64),
         level_before=np.empty(0, np.int8),
@@ -126,6 +125,18 @@ def empty_findings() -> ThresholdFindings:
         limit=np.empty(0, np.float64),
         started_at=np.empty(0, np.int64),
     )
+    for column in vars(columns).values():
+        column.flags.writeable = False
+    return columns
+
+
+_NO_FINDINGS = _no_findings()
+
+
+def empty_findings() -> ThresholdFindings:
+    """Findings with no rows, with the documented dtypes: one shared, read-only instance (most
+    batches find nothing in most detectors, and seven new arrays each time cost 13 us)."""
+    return _NO_FINDINGS
 
 
 def hold_ms(rule: Rule) -> int:
