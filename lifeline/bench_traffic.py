@@ -99,10 +99,15 @@ class GatewayLines:
                         for m in range(first_message, first_message + count))
 
 
+#: Messages a publisher may have unacknowledged. mosquitto_pub's default of 20 made its round
+#: trips to the broker, not the cores, the limit for one-reading messages.
+PUBLISHER_INFLIGHT = 1000
+
+
 def mosquitto_pub(host: str, port: int, topic: str) -> subprocess.Popen:
     """Mosquitto's C publisher reading one message per stdin line, QoS 1."""
     return subprocess.Popen([shutil.which("mosquitto_pub") or "mosquitto_pub", "-h", host, "-p", str(port),
-                             "-q", "1", "-t", topic, "-l"], stdin=subprocess.PIPE)
+                             "-q", "1", "-M", str(PUBLISHER_INFLIGHT), "-t", topic, "-l"], stdin=subprocess.PIPE)
 
 
 @dataclass
