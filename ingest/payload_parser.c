@@ -261,6 +261,21 @@ static inline const unsigned char *skip_ws(const unsigned char *p, const unsigne
     return p;
 }
 
+/* After a member of an object or an element of an array: 1 with *p on the next one (past the
+ * ','), 0 with *p past `close`, or -1 when neither follows. */
+static inline int next_item(const unsigned char **p, const unsigned char *end, unsigned char close) {
+    const unsigned char *q = skip_ws(*p, end);
+    if (q < end && *q == ',') {
+        *p = skip_ws(q + 1, end);
+        return 1;
+    }
+    if (q < end && *q == close) {
+        *p = q + 1;
+        return 0;
+    }
+    return -1;
+}
+
 /* With p just after an opening quote: the closing quote, or NULL for an unterminated key or
  * one with an escape or a control byte. */
 static inline const unsigned char *scan_key(const unsigned char *p, const unsigned char *end, uint32_t *hash) {
@@ -427,30 +442,21 @@ static const unsigned char *parse_reading(const unsigned char *p, const unsigned
                 out->channel[next] = metric->channel;
                 out->value[next] = value;
                 next++;
-                p = skip_ws(p, end);
-                if (p < end && *p == ',') {
-                    p = skip_ws(p + 1, end);
-                    continue;
-                }
-                if (p < end && *p == '}') break;
-                return NULL;
+                int more = next_item(&p, end, '}');
+                if (more < 0) return NULL;
+                if (!more) break;
             }
-            p++;
         } else {
             return NULL;
         }
-        p = skip_ws(p, end);
-        if (p < end && *p == ',') {
-            p = skip_ws(p + 1, end);
-            continue;
-        }
-        if (p < end && *p == '}') break;
-        return NULL;
+        int more = next_item(&p, end, '}');
+        if (more < 0) return NULL;
+        if (!more) break;
     }
     if (!have_values) return NULL;
     for (Py_ssize_t r = first; r < next; r++) out->ts[r] = ts;
     *row = next;
-    return p + 1;
+    return p;
 }
 
 /* Rows of one message, written from `row` on, or -1 to hand the message back. */
@@ -489,28 +495,18 @@ static Py_ssize_t parse_message(const unsigned char *p, size_t len, Table *t, co
                         if (p >= end || *p != '{') return -1;
                         p = parse_reading(p, end, t, sensor, out, &row);
                         if (p == NULL) return -1;
-                        p = skip_ws(p, end);
-                        if (p < end && *p == ',') {
-                            p = skip_ws(p + 1, end);
-                            continue;
-                        }
-                        if (p < end && *p == ']') break;
-                        return -1;
+                        int more = next_item(&p, end, ']');
+                        if (more < 0) return -1;
+                        if (!more) break;
                     }
-                    p++;
                 }
             } else {
                 return -1;
             }
-            p = skip_ws(p, end);
-            if (p < end && *p == ',') {
-                p = skip_ws(p + 1, end);
-                continue;
-            }
-            if (p < end && *p == '}') break;
-            return -1;
+            int more = next_item(&p, end, '}');
+            if (more < 0) return -1;
+            if (!more) break;
         }
-        p++;
     }
     p = skip_ws(p, end);
     return p == end ? row - first : -1;
