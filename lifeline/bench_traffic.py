@@ -1,9 +1,8 @@
 """Benchmark traffic: the generated catalogue and the gateway load that `lifeline bench` sends.
 
-Load goes through Mosquitto's own C publisher (`mosquitto_pub -l`, one message per stdin
-line) because a Python MQTT publisher is slower than the service it should load; a small
-Python feeder per gateway writes the lines, at a given rate or as fast as the pipe takes
-them. Every message's readings carry one timestamp, advancing by 1 ms per message of that
+Load goes out through `WirePublisher`, one process per gateway: pre-encoded CONTRACT payloads
+as MQTT 3.1.1 QoS 1 PUBLISH packets, a whole chunk per system call, at a given rate or as fast
+as the broker takes them (a general MQTT client would be slower than the service it loads). Every message's readings carry one timestamp, advancing by 1 ms per message of that
 gateway, so each channel sees strictly increasing timestamps and the detectors evaluate every
 reading (late readings would be archived but skipped by the detectors).
 """
@@ -11,11 +10,13 @@ reading (late readings would be archived but skipped by the detectors).
 from __future__ import annotations
 
 import multiprocessing
-import shutil
-import subprocess
+import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ingest import mqtt_wire
 
 ALERT_GATEWAY = "gw-alerts"
 ALERT_SENSOR_PREFIX = "ALERT-"
@@ -72,7 +73,7 @@ SINGLE = Shape("single", 1)
 
 
 class GatewayLines:
-    """The telemetry messages of one gateway, one per line, in the CONTRACT format.
+    """The telemetry messages of one gateway, in the CONTRACT format.
 
     Message m carries `per_message` distinct sensors of the gateway (the next ones, round
     robin), every reading with ts = first_ts + m.
@@ -91,28 +92,78 @@ class GatewayLines:
             body = ", ".join(
                 f'"{sensor_id(s)}": {{"ts": {TS_PLACEHOLDER.decode()}, "values": {{"ch4": {QUIET_VALUE + (s % 7) * 0.1:.1f}}}}}'
                 for s in own[w * per_message:(w + 1) * per_message])
-            self.templates.append(("{" + body + "}\n").encode())
+            self.templates.append(("{" + body + "}").encode())
 
-    def chunk(self, first_message: int, count: int, first_ts: int) -> bytes:
-        """Messages first_message .. first_message+count-1 as lines."""
-        return b"".join(self.templates[m % self.windows].replace(TS_PLACEHOLDER, b"%d" % (first_ts + m))
-                        for m in range(first_message, first_message + count))
-
-
-#: Messages a publisher of one-reading messages may have unacknowledged. mosquitto_pub's
-#: default of 20 made its round trips to the broker, not the cores, the limit for them (C
-#: ceiling 33,000-38,000 msg/s, 44,000-45,000 with 1,000). Gateway batches keep the default:
-#: 20 messages of 100 readings in flight suffice, and 1,000 of them let the publishers pile
-#: megabytes on the broker (batched runs then ranged 490,000-990,000 readings/s, against
-#: 940,000-1,076,000).
-SMALL_MESSAGE_INFLIGHT = 1000
-DEFAULT_INFLIGHT = 20
+    def messages(self, first_message: int, count: int, first_ts: int) -> list[bytes]:
+        """Messages first_message .. first_message+count-1."""
+        return [self.templates[m % self.windows].replace(TS_PLACEHOLDER, b"%d" % (first_ts + m))
+                for m in range(first_message, first_message + count)]
 
 
-def mosquitto_pub(host: str, port: int, topic: str, inflight: int = DEFAULT_INFLIGHT) -> subprocess.Popen:
-    """Mosquitto's C publisher reading one message per stdin line, QoS 1."""
-    return subprocess.Popen([shutil.which("mosquitto_pub") or "mosquitto_pub", "-h", host, "-p", str(port),
-                             "-q", "1", "-M", str(inflight), "-t", topic, "-l"], stdin=subprocess.PIPE)
+class WirePublisher:
+    """A QoS 1 publisher speaking MQTT 3.1.1 on its socket (ingest/mqtt_wire.py): a whole
+    chunk of PUBLISH packets per `sendall`, up to `window` of them unacknowledged.
+
+    The load has to cost less than the service it loads, on the same two cores. Mosquitto's C
+    publisher fed lines through a pipe sends a packet per system call and, with its default of
+    20 in flight, waited on round trips for one-reading messages."""
+
+    def __init__(self, host: str, port: int, topic: str, window: int = 1000):
+        self.window = window
+        self.sock = socket.create_connection((host, port))
+        self.sock.sendall(mqtt_wire.connect(f"bench-pub-{os.getpid()}", 0, clean_session=True, username=None,
+                                            password=None))
+        connack = self._read(4)
+        if connack[0] >> 4 != mqtt_wire.CONNACK or connack[3] != 0:
+            raise ConnectionError(f"broker refused the bench publisher: {connack!r}")
+        topic_bytes = topic.encode()
+        self._topic = len(topic_bytes).to_bytes(2, "big") + topic_bytes
+        self._next_id = 1
+        self._unacked = 0
+        self._acks = b""
+
+    def publish(self, payloads: list[bytes]) -> None:
+        packets = []
+        for payload in payloads:
+            packet_id = self._next_id
+            self._next_id = packet_id % 65535 + 1
+            size = len(self._topic) + 2 + len(payload)
+            packets.append(b"\x32" + mqtt_wire._remaining_length(size) + self._topic + packet_id.to_bytes(2, "big")
+                           + payload)
+        self.sock.sendall(b"".join(packets))
+        self._unacked += len(payloads)
+        self._take_acks(wait=False)
+        while self._unacked > self.window:
+            self._take_acks(wait=True)
+
+    def close(self) -> None:
+        """After every message is acknowledged (the broker holds it)."""
+        while self._unacked > 0:
+            self._take_acks(wait=True)
+        self.sock.sendall(mqtt_wire.DISCONNECT)
+        self.sock.close()
+
+    def _take_acks(self, wait: bool) -> None:
+        # The broker sends this client nothing but 4-byte PUBACKs (it subscribes to nothing).
+        try:
+            data = self.sock.recv(1 << 16, 0 if wait else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        if not data:
+            raise ConnectionError("the broker closed the bench publisher's connection")
+        self._acks += data
+        acked = len(self._acks) // 4
+        self._unacked -= acked
+        self._acks = self._acks[4 * acked:]
+
+    def _read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("the broker closed the bench publisher's connection")
+            data += chunk
+        return data
 
 
 @dataclass
@@ -131,12 +182,15 @@ class FeedPlan:
 
 
 def feed(plan: FeedPlan, sent, stop) -> None:
-    """Process body: write the plan's lines into `mosquitto_pub -l`, keep `sent.value` current."""
+    """Process body: publish the plan's messages, keep `sent.value` current."""
     lines = GatewayLines(plan.gateway, plan.sensors, plan.gateways, plan.per_message)
-    publisher = mosquitto_pub(plan.host, plan.port, f"{plan.topic_prefix}/{gateway_id(plan.gateway)}/telemetry",
-                              SMALL_MESSAGE_INFLIGHT if plan.per_message == 1 else DEFAULT_INFLIGHT)
+    # About 1 MiB unacknowledged at most: 1,000 one-reading messages, 170 gateway batches (1,000
+    # batches in flight piled megabytes on the broker and slowed it down).
+    window = max(20, min(1000, (1 << 20) // len(lines.templates[0])))
+    publisher = WirePublisher(plan.host, plan.port, f"{plan.topic_prefix}/{gateway_id(plan.gateway)}/telemetry",
+                              window)
     limit = plan.messages if plan.messages is not None else 1 << 62
-    step = max(1, 64_000 // (len(lines.templates[0]) or 1))  # about one pipe buffer per write
+    step = max(1, 64_000 // (len(lines.templates[0]) or 1))  # about 64 KB per write
     start = time.monotonic()
     count = 0
     try:
@@ -149,17 +203,15 @@ def feed(plan: FeedPlan, sent, stop) -> None:
                 time.sleep(0.002)
                 continue
             n = min(due, step)
-            publisher.stdin.write(lines.chunk(count, n, plan.first_ts))
-            publisher.stdin.flush()
+            publisher.publish(lines.messages(count, n, plan.first_ts))
             count += n
             sent.value = count
     finally:
-        publisher.stdin.close()
-        publisher.wait()
+        publisher.close()
 
 
 class Feeders:
-    """One feeder process (and its `mosquitto_pub`) per gateway, started together."""
+    """One feeder process per gateway, started together."""
 
     def __init__(self, plans: list[FeedPlan]):
         context = multiprocessing.get_context("spawn")
@@ -181,12 +233,12 @@ class Feeders:
         return any(process.is_alive() for process in self.processes)
 
     def stop(self, timeout: float = 120) -> None:
-        """Stop writing early; wait until every `mosquitto_pub` has handed its messages to the broker."""
+        """Stop publishing early; wait until the broker has acknowledged every message sent."""
         self.stop_event.set()
         self.join(timeout)
 
     def join(self, timeout: float = 120) -> None:
-        """Wait for the plans to end (count or seconds reached) and every `mosquitto_pub` to exit."""
+        """Wait for the plans to end (count or seconds reached), every message acknowledged."""
         for process in self.processes:
             process.join(timeout)
             if process.is_alive():

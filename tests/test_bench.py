@@ -100,8 +100,8 @@ def test_bench_messages_are_contract_payloads_with_rising_timestamps():
     lines = GatewayLines(gateway=1, sensors=1000, gateways=4, per_message=100)
     own = {sensor_id(i): i for i in range(1, 1000, 4)}
     seen_ts: dict[int, int] = {}
-    for m, line in enumerate(lines.chunk(0, 5, first_ts=1_763_798_400_000).splitlines()):
-        channel, ts, value = payload_arrays([line], own)
+    for m, message in enumerate(lines.messages(0, 5, first_ts=1_763_798_400_000)):
+        channel, ts, value = payload_arrays([message], own)
         assert len(set(channel.tolist())) == 100  # distinct sensors of this gateway
         assert set(ts.tolist()) == {1_763_798_400_000 + m}
         assert (value < 5).all()  # quiet: below every level of the bench rule
