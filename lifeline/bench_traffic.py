@@ -111,6 +111,9 @@ class WirePublisher:
     def __init__(self, host: str, port: int, topic: str, window: int = 1000):
         self.window = window
         self.sock = socket.create_connection((host, port))
+        # Each chunk goes out at once: with Nagle's algorithm a chunk's small tail waited for the
+        # broker's delayed ACK, and the flood stalled (75,000 readings/s in one run).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(mqtt_wire.connect(f"bench-pub-{os.getpid()}", 0, clean_session=True, username=None,
                                             password=None))
         connack = self._read(4)
