@@ -56,6 +56,9 @@ def ingest_rows(result: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
         row("sustained: messages/s", lambda k: _n(s[k]["messages_per_s"])),
         row("sustained: offered readings/s (probe flood)",
             lambda k: f"{_n(s[k]['offered_readings_per_s'])} ({_n(s[k]['probe_readings_per_s'])})"),
+        row("sustained: rates tried, k readings/s offered (+ stable, - grew)",
+            lambda k: " ".join(f"{r['offered_readings_per_s'] / 1000:,.0f}{'+' if r['backlog_stable'] else '-'}"
+                               for r in s[k].get("search", []))),
         row("sustained: backlog growth, s (stable)",
             lambda k: f"{_n(s[k]['backlog_growth_s'])} ({_n(s[k]['backlog_stable'])})"),
         row("sustained: readings lost", lambda k: _n(s[k]["readings_lost"])),

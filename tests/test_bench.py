@@ -46,7 +46,12 @@ def test_bench_measures_ceilings_throughput_latency_memory_and_ratio():
         assert sustained["readings_sent"] > 0
         assert sustained["readings_processed"] == sustained["readings_sent"]  # QoS 1: nothing lost
         assert sustained["readings_lost"] == 0
-        assert isinstance(sustained["backlog_stable"], bool) and sustained["attempts"] in (1, 2)
+        assert isinstance(sustained["backlog_stable"], bool)
+        assert 1 <= sustained["attempts"] == len(sustained["search"]) <= 5
+        stable = [run for run in sustained["search"] if run["backlog_stable"]]
+        if stable:  # the best run the service kept up with is the one reported
+            assert sustained["backlog_stable"]
+            assert sustained["readings_per_s"] == max(run["readings_per_s"] for run in stable)
         for key in ("offered_readings_per_s", "probe_readings_per_s", "backlog_growth_s",
                     "service_backlog_max_messages", "service_cpu_s_per_s"):
             assert sustained[key] is not None, key
