@@ -39,6 +39,7 @@ from ingest.telemetry_subscriber import TelemetrySubscriber
 from lifeline.broker import PrivateBroker
 from lifeline.catalogue import Catalogue
 from lifeline.config import Config
+from lifeline.gc_freeze import freeze_long_lived
 from lifeline.ingestion import Ingestion, InProcessIngestion, choose_workers
 from lifeline.metrics import Metrics
 from lifeline.mqtt_sessions import reconcile_sessions
@@ -228,6 +229,7 @@ class Service:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._build(loop)
+        freeze_long_lived()  # catalogue, rules and alert book: out of the cyclic collector's walks
         if not self.config.http.auth:
             log.warning("access control is OFF (http.auth: false): anyone reaching %s:%d can act as admin",
                         self.settings.http_host, self.settings.http_port)

@@ -173,6 +173,7 @@ def run_worker(plan: WorkerPlan, conn: Connection) -> None:
     from ingest.last_values import SharedLastValues
     from ingest.telemetry_subscriber import TelemetrySubscriber
     from lifeline.catalogue import Catalogue
+    from lifeline.gc_freeze import freeze_long_lived
     from lifeline.mqtturl import parse_mqtt_url
     from lifeline.pipeline import Pipeline, restore_bindings
 
@@ -205,6 +206,7 @@ def run_worker(plan: WorkerPlan, conn: Connection) -> None:
         detectors=detectors, book=outbox, archive=archive if sink is None else MirroredArchive(archive, sink),
         metrics=outbox.metrics, last_values=shared.view,
         refuse=outbox.refuse, topic_prefix=prefix, backfill_after_s=config.alerting.backfill_after_s)
+    freeze_long_lived()  # the catalogue and detectors: never again walked by the cyclic collector
     halt = threading.Event()
     pipeline_thread = threading.Thread(target=pipeline.run, args=(subscriber, halt), name="pipeline", daemon=True)
     subscriber.start()
