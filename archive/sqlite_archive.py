@@ -69,7 +69,8 @@ MAX_QUEUED_READINGS = 2_000_000
 
 
 class ReadingArchive:
-    """Stores accepted readings per channel; `append` never blocks the pipeline on disk."""
+    """Stores accepted readings per channel. `append` returns at once, without touching the
+    disk, unless `max_queued` readings are still waiting for the writer (see `append`)."""
 
     def __init__(self, path: Path, retention_days: float = 30.0, flush_interval_s: float = 0.25,
                  max_queued: int = MAX_QUEUED_READINGS):

@@ -51,7 +51,7 @@ ALERT_SENSORS = 100
 @dataclass
 class Options:
     sensors: int = 100_000
-    publishers: int = 4  # one gateway, feeder and `mosquitto_pub` each
+    publishers: int = 4  # gateways, each fed by a publisher process of its own
     duration: float = 20.0
     shapes: tuple[str, ...] = ("batched", "single")
     ceiling_messages: int = 20_000  # batched; one-reading shape sends 10 times as many
