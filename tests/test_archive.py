@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archive.sqlite_archive import GROUP_SIZE, ReadingArchive
+from archive.sqlite_archive import BLOCKS_OF_GROUP, GROUP_SIZE, ReadingArchive
 from ingest.batch import Batch
 from tests.service import wait_for
 
@@ -58,6 +58,66 @@ def test_a_flush_of_many_channels_is_one_row_per_channel_group(tmp_path) -> None
         assert archive.blocks_written == -(-10_000 // GROUP_SIZE)  # 157 rows, not 10,000
         ts, value = archive.readings(9_999)
         assert ts.tolist() == [T0] and value.tolist() == [9_999 * 0.5]
+        with sqlite3.connect(tmp_path / "readings.db") as db:  # 13 bytes a reading: ts as 4-byte offsets
+            assert db.execute("SELECT sum(length(channel) + length(ts) + length(value)) FROM flush_blocks"
+                              ).fetchone()[0] == 13 * 10_000
+    finally:
+        archive.close()
+
+
+def test_a_block_spanning_more_than_49_days_keeps_its_stamps(tmp_path) -> None:
+    """Offsets from a block's first ts fit 32 bits for 49.7 days; a gateway replaying older
+    readings next to new ones gets its block's ts stored whole."""
+    archive = ReadingArchive(tmp_path / "readings.db", retention_days=365)
+    try:
+        old = T0 - 60 * DAY_MS
+        archive.append(batch([5, 6, 5, 70], [T0, old, old + 1, T0 + 2], [1.0, 2.0, 3.0, 4.0]))
+        assert archive.readings(5)[0].tolist() == [old + 1, T0]
+        assert archive.readings(6)[0].tolist() == [old]
+        assert archive.readings(70)[0].tolist() == [T0 + 2]  # another group, another block: narrow
+        assert archive.readings(5, since=T0 - DAY_MS)[1].tolist() == [1.0]
+    finally:
+        archive.close()
+
+
+def test_a_query_finds_blocks_through_indexes_only(tmp_path) -> None:
+    """A channel's readings are found by seeking, not by scanning every block ever written."""
+    archive = ReadingArchive(tmp_path / "readings.db")
+    try:
+        plan = archive._reader.execute("EXPLAIN QUERY PLAN " + BLOCKS_OF_GROUP, (1, 0, 1, 0, 1)).fetchall()
+    finally:
+        archive.close()
+    steps = [row[-1] for row in plan]
+    assert any(step.startswith("SEARCH f USING INDEX flushes_time") for step in steps), steps
+    assert any(step.startswith("SEARCH b USING INDEX flush_blocks_group") for step in steps), steps
+    assert not any(step.startswith("SCAN") for step in steps), steps
+
+
+def wal_frames(path) -> int:
+    """Pages written to the write-ahead log since it was last emptied."""
+    wal = path.with_name(path.name + "-wal")
+    return max(0, wal.stat().st_size - 32) // (4096 + 24) if wal.exists() else 0
+
+
+def test_a_flush_writes_about_its_own_size_however_long_the_history(tmp_path) -> None:
+    """Each flush appends to the ends of the tables and indexes. With an index on (channel
+    group, time), every flush had added an entry to every group's run of it: one more page
+    rewritten per group and flush once the history filled a page per group."""
+    path = tmp_path / "readings.db"
+    archive = ReadingArchive(path)
+    channels = np.arange(64 * GROUP_SIZE)  # 64 groups
+    try:
+        for flush in range(120):  # 7,680 block entries: 64 groups' runs are a page each and more
+            archive.append(batch(channels, np.full(channels.size, T0 + flush), channels * 1.0))
+            assert archive.flush()
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not blocked
+        assert wal_frames(path) == 0
+        archive.append(batch(channels, np.full(channels.size, T0 + 120), channels * 1.0))
+        assert archive.flush()
+        data_pages = 13 * channels.size / 4096  # 13 pages of readings
+        assert wal_frames(path) <= 1.5 * data_pages + 6
+        assert archive.readings(4095, since=T0 + 119)[0].tolist() == [T0 + 119, T0 + 120]
     finally:
         archive.close()
 
@@ -83,19 +143,43 @@ def test_an_archive_written_before_channel_groups_is_still_read_and_pruned(tmp_p
         archive.close()
 
 
-def test_readings_past_retention_are_pruned_from_group_blocks(tmp_path) -> None:
-    archive = ReadingArchive(tmp_path / "readings.db", retention_days=1)
+def test_an_archive_written_with_time_indexed_group_blocks_is_still_read_and_pruned(tmp_path) -> None:
+    path = tmp_path / "readings.db"
+    archive = ReadingArchive(path, retention_days=1)
+    archive.close()
+    with sqlite3.connect(path) as db:  # rows as that layout stored them: ts int64, one group, one flush
+        for first, channels, values in ((T0 - 2 * DAY_MS, [7], [0.5]), (T0, [7, 9, 7], [1.0, 5.0, 2.0])):
+            ts = first + 10 * np.arange(len(values), dtype=np.int64)
+            db.execute("INSERT INTO group_blocks VALUES (?,?,?,?,?,?,?)",
+                       (0, int(ts[0]), int(ts[-1]), len(values), np.array(channels, np.uint8).tobytes(),
+                        ts.tobytes(), np.array(values).tobytes()))
+    archive = ReadingArchive(path, retention_days=1)
     try:
-        archive.append(batch([3, 3], [T0, T0 + 5], [1.0, 2.0]))
-        assert archive.readings(3)[1].tolist() == [1.0, 2.0]
-        db = sqlite3.connect(tmp_path / "readings.db")
-        try:
+        archive.append(batch([7, 8], [T0 + 30, T0 + 30], [3.0, 9.0]))
+        ts, value = archive.readings(7, since=T0 - DAY_MS)
+        assert ts.tolist() == [T0, T0 + 20, T0 + 30] and value.tolist() == [1.0, 2.0, 3.0]
+        with sqlite3.connect(path) as db:
+            archive._prune(db)  # the writer's retention pass (at start, then hourly), run now
+            assert db.execute("SELECT count(*) FROM group_blocks").fetchone()[0] == 1  # the 2-day-old row went
+    finally:
+        archive.close()
+
+
+def test_readings_past_retention_are_pruned(tmp_path) -> None:
+    path = tmp_path / "readings.db"
+    archive = ReadingArchive(path, retention_days=1)
+    try:
+        archive.append(batch([3, 3, 900], [T0, T0 + 5, T0], [1.0, 2.0, 3.0]))
+        archive.flush()
+        archive.append(batch([3], [int(time.time() * 1000) + 60_000], [4.0]))  # a minute ahead: kept
+        assert archive.readings(3)[1].tolist() == [1.0, 2.0, 4.0]
+        with sqlite3.connect(path) as db:
             archive.retention_ms = 0  # everything up to now is past retention
             archive._prune(db)  # the writer's hourly pass, run now
-            db.commit()
-        finally:
-            db.close()
-        assert archive.readings(3)[0].size == 0
+            assert db.execute("SELECT count(*) FROM flushes").fetchone()[0] == 1
+            assert db.execute("SELECT count(*) FROM flush_blocks").fetchone()[0] == 1
+        assert archive.readings(3)[1].tolist() == [4.0]
+        assert archive.readings(900)[0].size == 0
     finally:
         archive.close()
 
