@@ -55,10 +55,13 @@ def alert_from_json(body: dict) -> Alert:
     return Alert(**known, extra=extra)
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """A connection with the settings every Lifeline SQLite file uses."""
+def open_database(path: Path, page_size: int | None = None) -> sqlite3.Connection:
+    """A connection with the settings every Lifeline SQLite file uses. `page_size` applies to
+    a file created by this call; an existing file keeps its own."""
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    if page_size:
+        connection.execute(f"PRAGMA page_size={int(page_size)}")  # before WAL fixes it
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection

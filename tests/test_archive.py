@@ -65,6 +65,39 @@ def test_a_flush_of_many_channels_is_one_row_per_channel_group(tmp_path) -> None
         archive.close()
 
 
+def test_a_new_archive_has_16_kb_pages_and_an_old_one_keeps_its_own(tmp_path) -> None:
+    """Blocks of a few KB fill 16 KB pages; 4 KB pages held one such block each, half empty."""
+    old = tmp_path / "old.db"
+    ReadingArchive(old, page_size=4096).close()
+    for path, size in ((tmp_path / "new.db", 16_384), (old, 4096)):
+        archive = ReadingArchive(path)
+        try:
+            archive.append(batch([1], [T0], [1.0]))
+            assert archive.readings(1)[1].tolist() == [1.0]
+        finally:
+            archive.close()
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA page_size").fetchone()[0] == size
+
+
+def test_a_flush_is_written_once_it_holds_flush_readings(tmp_path) -> None:
+    """Under heavy traffic the writer does not wait out the interval (here an hour): its bursts,
+    and the memory of a flush, stay bounded."""
+    path = tmp_path / "readings.db"
+    archive = ReadingArchive(path, flush_interval_s=3600, flush_readings=100)
+    try:
+        channels = np.arange(50)
+        archive.append(batch(channels, np.full(50, T0), channels * 1.0))
+        archive.append(batch(channels, np.full(50, T0 + 1), channels * 2.0))
+        wait_for(lambda: archive.readings_written == 100, message="a flush of 100 readings")
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM flushes").fetchone()[0] == 1  # the 50 waited for more
+        archive.append(batch([3], [T0 + 2], [9.0]))
+        assert archive.readings(3)[1].tolist() == [3.0, 6.0, 9.0]  # a query writes what waits
+    finally:
+        archive.close()
+
+
 def test_a_block_spanning_more_than_49_days_keeps_its_stamps(tmp_path) -> None:
     """Offsets from a block's first ts fit 32 bits for 49.7 days; a gateway replaying older
     readings next to new ones gets its block's ts stored whole."""
@@ -93,10 +126,10 @@ def test_a_query_finds_blocks_through_indexes_only(tmp_path) -> None:
     assert not any(step.startswith("SCAN") for step in steps), steps
 
 
-def wal_frames(path) -> int:
+def wal_frames(path, page_size: int) -> int:
     """Pages written to the write-ahead log since it was last emptied."""
     wal = path.with_name(path.name + "-wal")
-    return max(0, wal.stat().st_size - 32) // (4096 + 24) if wal.exists() else 0
+    return max(0, wal.stat().st_size - 32) // (page_size + 24) if wal.exists() else 0
 
 
 def test_a_flush_writes_about_its_own_size_however_long_the_history(tmp_path) -> None:
@@ -104,7 +137,7 @@ def test_a_flush_writes_about_its_own_size_however_long_the_history(tmp_path) ->
     group, time), every flush had added an entry to every group's run of it: one more page
     rewritten per group and flush once the history filled a page per group."""
     path = tmp_path / "readings.db"
-    archive = ReadingArchive(path)
+    archive = ReadingArchive(path, page_size=4096)  # small pages: a short history fills them
     channels = np.arange(64 * GROUP_SIZE)  # 64 groups
     try:
         for flush in range(120):  # 7,680 block entries: 64 groups' runs are a page each and more
@@ -112,11 +145,11 @@ def test_a_flush_writes_about_its_own_size_however_long_the_history(tmp_path) ->
             assert archive.flush()
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # not blocked
-        assert wal_frames(path) == 0
+        assert wal_frames(path, 4096) == 0
         archive.append(batch(channels, np.full(channels.size, T0 + 120), channels * 1.0))
         assert archive.flush()
         data_pages = 13 * channels.size / 4096  # 13 pages of readings
-        assert wal_frames(path) <= 1.5 * data_pages + 6
+        assert wal_frames(path, 4096) <= 1.5 * data_pages + 6
         assert archive.readings(4095, since=T0 + 119)[0].tolist() == [T0 + 119, T0 + 120]
     finally:
         archive.close()
