@@ -241,16 +241,15 @@ class ReadingArchive:
                 except queue.Empty:
                     break
             if pending:
-                written = sum(len(b) for b in pending)
                 try:
                     self._write(db, Batch.concat(pending))
                 except Exception:  # a full disk must not kill ingestion; the batch is logged as lost
-                    log.exception("archive write failed for %d readings", written)
+                    log.exception("archive write failed for %d readings", held)
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                 pending = []
                 with self._room:
-                    self._queued -= written
+                    self._queued -= held
                     self._room.notify_all()
             for waiter in waiters:
                 waiter.set()
